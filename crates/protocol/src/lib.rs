@@ -78,6 +78,12 @@ macro_rules! string_id {
                 Self(s.to_owned())
             }
         }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
     };
 }
 
@@ -203,6 +209,10 @@ pub struct Participant {
     /// The device that joined, once joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceId>,
+    /// While invited or ringing: when this participant's ringing stops. Participants invited
+    /// into a running call (group) ring on their own clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_deadline: Option<UnixMillis>,
 }
 
 /// The server's view of a call's phase. Connecting/connected are media states the clients know.
@@ -711,7 +721,10 @@ mod tests {
         assert_eq!(code(r#"{"type":"ping"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"id":"1","type":"call.teleport"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"id":"1","type":"call.invite","to":5}"#), ErrorCode::BadRequest);
-        assert_eq!(code(&format!(r#"{{"id":"1","type":"ping","pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES))), ErrorCode::FrameTooLarge);
+        assert_eq!(
+            code(&format!(r#"{{"id":"1","type":"ping","pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES))),
+            ErrorCode::FrameTooLarge
+        );
         let err = parse_client_frame(r#"{"id":"7","type":"nope"}"#).unwrap_err();
         assert_eq!(err.re, Some(RequestId::new("7")), "an error for a frame with an id is a reply");
     }

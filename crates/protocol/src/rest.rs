@@ -31,6 +31,10 @@ pub struct LoginRequest {
     /// The client's stable device id; the server makes one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceId>,
+    /// Ask for a shorter-lived token (at least 1 s); servers never lengthen their maximum.
+    /// Conformance checks use it to see an expired token without waiting an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
 }
 
 /// A bearer token and when it expires.

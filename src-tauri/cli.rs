@@ -1,0 +1,171 @@
+//! The headless commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub mod exit {
+    //! Exit codes, documented in `--help`.
+    pub const OK: u8 = 0;
+    /// The call or the check did not succeed (declined, missed, failed; a conformance failure).
+    pub const UNSUCCESSFUL: u8 = 1;
+    /// Bad usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The server could not be reached, or refused us (version, token, login).
+    pub const SERVER: u8 = 3;
+    /// Anything else went wrong inside calldock.
+    pub const INTERNAL: u8 = 4;
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the call or check did not succeed (declined, busy, missed, failed, \
+a conformance failure); 2 bad usage; 3 the server could not be reached or refused the client (version mismatch, \
+expired or invalid token); 4 internal error.";
+
+#[derive(Parser, Debug)]
+#[command(name = "calldock", version, about = "Calldock: desktop calling client, its reference server and diagnostics", after_help = EXIT_CODES)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the reference signaling server (with the echo bot).
+    #[command(after_help = EXIT_CODES)]
+    Serve(ServeArgs),
+    /// Check a signaling server against the Calldock protocol, one line per check.
+    #[command(after_help = EXIT_CODES)]
+    Conformance {
+        /// Base URL of the server, e.g. http://127.0.0.1:7878
+        #[arg(long)]
+        server: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the protocol's JSON Schema (generated from the Rust types).
+    ProtocolSchema,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// SQLite database file; without it everything is kept in memory and lost on exit.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// How long a call rings before it is missed, in milliseconds.
+    #[arg(long, default_value_t = calldock_protocol::RING_TIMEOUT_MS)]
+    pub ring_timeout_ms: u64,
+    /// Longest lifetime of a session token, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+    /// How long a device in a call may lose signaling before its call ends, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub detach_grace_ms: u64,
+    /// Shared secret with the TURN server (coturn `static-auth-secret`).
+    #[arg(long, env = "CALLDOCK_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// TURN URI handed to clients, e.g. turn:127.0.0.1:3478 (repeatable).
+    #[arg(long)]
+    pub turn_uri: Vec<String>,
+    /// STUN URI handed to clients, e.g. stun:127.0.0.1:3478 (repeatable).
+    #[arg(long)]
+    pub stun_uri: Vec<String>,
+    /// Requests per second one connection may send, sustained.
+    #[arg(long, default_value_t = 100)]
+    pub rate_per_second: u32,
+}
+
+pub async fn run(args: Args) -> u8 {
+    match args.command {
+        Some(Command::Serve(serve)) => serve_command(serve).await,
+        Some(Command::Conformance { server, json }) => conformance_command(&server, json).await,
+        Some(Command::ProtocolSchema) => {
+            println!("{}", serde_json::to_string_pretty(&calldock_protocol::json_schema()).unwrap_or_default());
+            exit::OK
+        }
+        None => {
+            eprintln!("calldock: the desktop window is not built yet; run `calldock --help` for the headless commands");
+            exit::USAGE
+        }
+    }
+}
+
+async fn serve_command(args: ServeArgs) -> u8 {
+    let config = calldock_server::ServerConfig {
+        listen: args.listen,
+        db: args.db,
+        token_ttl_ms: args.token_ttl_secs.saturating_mul(1000),
+        ring_timeout_ms: args.ring_timeout_ms,
+        detach_grace_ms: args.detach_grace_ms,
+        turn: args.turn_secret.map(|shared_secret| calldock_server::TurnConfig {
+            shared_secret,
+            uris: args.turn_uri,
+            ttl_seconds: 600,
+        }),
+        stun_uris: args.stun_uri,
+        rate_per_second: args.rate_per_second,
+    };
+    let server = match calldock_server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("calldock serve: {e:#}");
+            return exit::SERVER;
+        }
+    };
+    // Scripts and tests read this line to learn the port.
+    println!("calldock server listening on {}", server.base_url());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            server.shutdown().await;
+            exit::OK
+        }
+        _ = terminate() => {
+            server.shutdown().await;
+            exit::OK
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+async fn conformance_command(server: &str, json: bool) -> u8 {
+    let report = calldock_conformance::run(server, |c| {
+        if !json {
+            println!("{}  {} — {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail);
+        }
+    })
+    .await;
+    if json {
+        let checks: Vec<_> = report
+            .checks
+            .iter()
+            .map(|c| serde_json::json!({"check": c.name, "passed": c.passed, "detail": c.detail}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"server": server, "passed": report.passed(), "failed": report.failed(), "checks": checks})
+        );
+    } else {
+        println!("conformance: {} of {} checks passed against {server}", report.passed(), report.checks.len());
+    }
+    if report.failed() == 0 { exit::OK } else { exit::UNSUCCESSFUL }
+}
