@@ -44,8 +44,81 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Call a user and stay in the call (signaling only until media lands).
+    #[command(after_help = EXIT_CODES)]
+    Call(CallArgs),
+    /// Wait for a call and answer it (or decline it).
+    #[command(after_help = EXIT_CODES)]
+    Answer(AnswerArgs),
+    /// End every call of this user, on all of the user's devices.
+    #[command(after_help = EXIT_CODES)]
+    Hangup(Account),
+    /// Show the user's call history, newest first.
+    #[command(after_help = EXIT_CODES)]
+    History {
+        #[command(flatten)]
+        account: Account,
+        /// How many calls to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the protocol's JSON Schema (generated from the Rust types).
     ProtocolSchema,
+}
+
+/// Who to sign in as, and where.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Account {
+    /// Base URL of the signaling server.
+    #[arg(long, default_value = "http://127.0.0.1:7878")]
+    pub server: String,
+    /// User name to sign in as.
+    #[arg(long)]
+    pub user: String,
+    /// Display name shown to the people you call.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Device id (random when absent).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CallArgs {
+    /// Who to call (`echo` is the server's echo test).
+    pub to: String,
+    #[command(flatten)]
+    pub account: Account,
+    /// Video call (default: audio).
+    #[arg(long)]
+    pub video: bool,
+    /// Hang up after this many seconds once connected (default: stay until the other side hangs up).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AnswerArgs {
+    #[command(flatten)]
+    pub account: Account,
+    /// Decline the call instead of answering.
+    #[arg(long)]
+    pub decline: bool,
+    /// Hang up after this many seconds once connected (default: stay until the caller hangs up).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Handle this many calls, then exit.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,6 +156,10 @@ pub async fn run(args: Args) -> u8 {
     match args.command {
         Some(Command::Serve(serve)) => serve_command(serve).await,
         Some(Command::Conformance { server, json }) => conformance_command(&server, json).await,
+        Some(Command::Call(call)) => crate::session::call(call).await,
+        Some(Command::Answer(answer)) => crate::session::answer(answer).await,
+        Some(Command::Hangup(account)) => crate::session::hangup(account).await,
+        Some(Command::History { account, limit, json }) => crate::session::history(account, limit, json).await,
         Some(Command::ProtocolSchema) => {
             println!("{}", serde_json::to_string_pretty(&calldock_protocol::json_schema()).unwrap_or_default());
             exit::OK

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod session;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();

@@ -1,1 +1,243 @@
+//! The engine API: what the CLI and the desktop shell call. It signs in, keeps one signaling
+//! connection alive (token refresh, reconnect with backoff, call resync) and drives the call
+//! core ([`calldock_call::Phone`]) with the real clock.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), calldock_engine::EngineError> {
+//! use calldock_engine::{Engine, EngineConfig, EngineEvent};
+//! let (engine, mut events) = Engine::connect(EngineConfig::new("http://127.0.0.1:7878", "alice")).await?;
+//! let call = engine.call("echo".into(), calldock_protocol::Media::Audio).await?;
+//! while let Some(event) = events.recv().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Until the media issue lands, a call's media is "signaling only": when the call core asks
+//! for media, the engine reports it connected at once.
 
+use std::time::Duration;
+
+use calldock_call::{CallEvent, CallView, Command, CommandError, PhoneConfig};
+use calldock_protocol::{CallId, DeviceId, ErrorCode, History, Media, UnixMillis, UserId, VersionMismatch};
+use tokio::sync::{mpsc, oneshot};
+
+mod driver;
+mod rest;
+mod socket;
+
+pub use calldock_call as call;
+pub use rest::ServerUrl;
+
+/// How to reach the server and who we are.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Base URL, e.g. `http://127.0.0.1:7878`.
+    pub server: String,
+    pub user: UserId,
+    pub display_name: Option<String>,
+    /// This installation's id; a random one is made when absent.
+    pub device: Option<DeviceId>,
+    pub phone: PhoneConfig,
+    /// First reconnect delay; it doubles up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl EngineConfig {
+    pub fn new(server: impl Into<String>, user: impl Into<UserId>) -> Self {
+        Self {
+            server: server.into(),
+            user: user.into(),
+            display_name: None,
+            device: None,
+            phone: PhoneConfig::default(),
+            reconnect_initial: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The signaling connection's state, as a UI shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalingState {
+    Connected {
+        user: UserId,
+        device: DeviceId,
+        expires_at: UnixMillis,
+    },
+    /// Lost; the next attempt is in `retry_in`.
+    Reconnecting {
+        attempt: u32,
+        retry_in: Duration,
+        reason: String,
+    },
+    /// Given up: reconnecting cannot help (version mismatch, account refused).
+    Failed(EngineError),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    Call(CallEvent),
+    Signaling(SignalingState),
+    /// The session token was renewed before it expired.
+    TokenRefreshed {
+        expires_at: UnixMillis,
+    },
+}
+
+/// Errors a person can act on; [`EngineError::code`] is stable for UIs and scripts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The configured server address is not a URL this client can use.
+    #[error("\"{url}\" is not a server URL: use http://HOST:PORT or https://HOST")]
+    BadServerUrl { url: String },
+    /// Nothing answered at the server's address.
+    #[error("cannot reach the server at {url} ({detail}): check the address and that the server is running")]
+    Unreachable { url: String, detail: String },
+    /// Client and server speak different major protocol versions.
+    #[error(transparent)]
+    VersionMismatch(#[from] VersionMismatch),
+    /// The session token was refused; signing in again gets a new one.
+    #[error("the server refused the session ({code}): {message}; sign in again")]
+    SessionRefused { code: ErrorCode, message: String },
+    /// The server refused to sign this user in.
+    #[error("the server refused to sign in {user}: {message}")]
+    LoginRefused { user: UserId, message: String },
+    /// The server refused a request.
+    #[error("the server refused the request ({code}): {message}")]
+    Refused { code: ErrorCode, message: String },
+    /// The server sent something that is not the Calldock protocol.
+    #[error("the server at {url} does not speak the Calldock protocol: {detail}")]
+    Protocol { url: String, detail: String },
+    /// A command that makes no sense right now.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The engine has stopped.
+    #[error("the call engine has stopped")]
+    Stopped,
+}
+
+impl EngineError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadServerUrl { .. } => "bad_server_url",
+            Self::Unreachable { .. } => "server_unreachable",
+            Self::VersionMismatch(_) => "version_mismatch",
+            Self::SessionRefused { code: ErrorCode::TokenExpired, .. } => "token_expired",
+            Self::SessionRefused { .. } => "session_refused",
+            Self::LoginRefused { .. } => "login_refused",
+            Self::Refused { .. } => "request_refused",
+            Self::Protocol { .. } => "protocol_error",
+            Self::Command(_) => "invalid_command",
+            Self::Stopped => "engine_stopped",
+        }
+    }
+
+    /// Whether retrying later can help (the driver keeps reconnecting on these).
+    pub fn transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Stopped)
+            || matches!(self, Self::Refused { code, .. } if code.retryable())
+    }
+}
+
+enum Request {
+    Command(Command, oneshot::Sender<Result<(), CommandError>>),
+    Calls(oneshot::Sender<Vec<CallView>>),
+    EndEverywhere(oneshot::Sender<Result<usize, EngineError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A signed-in client. Cloning shares the same connection.
+#[derive(Clone)]
+pub struct Engine {
+    requests: mpsc::Sender<Request>,
+    server: ServerUrl,
+    session: std::sync::Arc<std::sync::Mutex<calldock_protocol::Session>>,
+}
+
+impl Engine {
+    /// Signs in and connects. Fails fast when the first connection cannot be made; after that,
+    /// connection losses are handled inside (see [`SignalingState`]).
+    pub async fn connect(config: EngineConfig) -> Result<(Engine, mpsc::Receiver<EngineEvent>), EngineError> {
+        let server = ServerUrl::parse(&config.server)?;
+        let session = rest::login(&server, &config).await?;
+        let (socket, authenticated) = socket::open(&server, &session.token).await?;
+        let (events_tx, events) = mpsc::channel(1024);
+        let (requests, requests_rx) = mpsc::channel(64);
+        let shared_session = std::sync::Arc::new(std::sync::Mutex::new(session.clone()));
+        let _ = events_tx.try_send(EngineEvent::Signaling(SignalingState::Connected {
+            user: session.user.clone(),
+            device: session.device.clone(),
+            expires_at: authenticated,
+        }));
+        let driver = driver::Driver::new(config, server.clone(), session, shared_session.clone(), socket, events_tx);
+        tokio::spawn(driver.run(requests_rx));
+        Ok((Engine { requests, server, session: shared_session }, events))
+    }
+
+    pub fn user(&self) -> UserId {
+        self.session.lock().map(|s| s.user.clone()).unwrap_or_else(|p| p.into_inner().user.clone())
+    }
+
+    pub fn device(&self) -> DeviceId {
+        self.session.lock().map(|s| s.device.clone()).unwrap_or_else(|p| p.into_inner().device.clone())
+    }
+
+    async fn command(&self, command: Command) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Request::Command(command, tx)).await.map_err(|_| EngineError::Stopped)?;
+        Ok(rx.await.map_err(|_| EngineError::Stopped)??)
+    }
+
+    /// Starts a call; its progress comes as [`EngineEvent::Call`] events.
+    pub async fn call(&self, to: UserId, media: Media) -> Result<CallId, EngineError> {
+        let call_id = CallId(format!("{:032x}", rand::random::<u128>()));
+        self.command(Command::Call { call_id: call_id.clone(), to, media }).await?;
+        Ok(call_id)
+    }
+
+    pub async fn accept(&self, call_id: CallId, media: Media) -> Result<(), EngineError> {
+        self.command(Command::Accept { call_id, media }).await
+    }
+
+    pub async fn decline(&self, call_id: CallId) -> Result<(), EngineError> {
+        self.command(Command::Decline { call_id }).await
+    }
+
+    pub async fn hangup(&self, call_id: CallId) -> Result<(), EngineError> {
+        self.command(Command::Hangup { call_id }).await
+    }
+
+    /// This device's calls: live ones, then recently ended ones.
+    pub async fn calls(&self) -> Result<Vec<CallView>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Request::Calls(tx)).await.map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Ends every call of this user that the server knows, on all of the user's devices:
+    /// cancels outgoing ringing calls, declines incoming ones, leaves active ones. Returns how
+    /// many calls it ended.
+    pub async fn end_everywhere(&self) -> Result<usize, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Request::EndEverywhere(tx)).await.map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The user's call history from the server, newest first.
+    pub async fn history(&self, limit: usize) -> Result<History, EngineError> {
+        let token = self.session.lock().map(|s| s.token.clone()).unwrap_or_else(|p| p.into_inner().token.clone());
+        rest::history(&self.server, &token, limit).await
+    }
+
+    /// Hangs nothing up: closes the connection (the server ends calls whose device does not
+    /// come back within its grace period).
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(Request::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The headless call commands: `call`, `answer`, `hangup`, `history`. Each signs in through
+//! the engine, prints what happens as a line (or a JSON line), and maps the outcome to an
+//! exit code.
+
+use std::io::Write;
+use std::time::Duration;
+
+use calldock_engine::call::{CallEvent, CallState, EndReason};
+use calldock_engine::{Engine, EngineConfig, EngineError, EngineEvent, SignalingState};
+use calldock_protocol::{CallId, Direction, Media};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::cli::{Account, AnswerArgs, CallArgs, exit};
+
+fn say(json_mode: bool, human: impl AsRef<str>, value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    if json_mode {
+        let _ = writeln!(out, "{value}");
+    } else {
+        let _ = writeln!(out, "{}", human.as_ref());
+    }
+    let _ = out.flush();
+}
+
+fn fail(error: &EngineError) -> u8 {
+    eprintln!("calldock: {error} [{}]", error.code());
+    match error {
+        EngineError::BadServerUrl { .. } => exit::USAGE,
+        EngineError::Command(_) => exit::UNSUCCESSFUL,
+        _ => exit::SERVER,
+    }
+}
+
+async fn connect(account: &Account) -> Result<(Engine, mpsc::Receiver<EngineEvent>), u8> {
+    let mut config = EngineConfig::new(account.server.clone(), account.user.as_str());
+    config.display_name = account.name.clone();
+    config.device = account.device.clone().map(Into::into);
+    Engine::connect(config).await.map_err(|e| fail(&e))
+}
+
+fn reason_text(reason: EndReason, by_name: Option<&str>) -> String {
+    let by = by_name.map(|n| format!(" by {n}")).unwrap_or_default();
+    match reason {
+        EndReason::HangupLocal => "you hung up".into(),
+        EndReason::HangupRemote => format!("hung up{by}"),
+        EndReason::Declined => format!("declined{by}"),
+        EndReason::Busy => format!("busy{by}"),
+        EndReason::Missed => "no answer".into(),
+        EndReason::Canceled => format!("canceled{by}"),
+        EndReason::AcceptedElsewhere => "answered on another device".into(),
+        EndReason::DeclinedElsewhere => "declined on another device".into(),
+        EndReason::Failed(kind) => format!("failed ({kind:?})").to_lowercase(),
+        EndReason::TimeoutReconnect => "connection lost and not restored".into(),
+    }
+}
+
+fn reason_code(reason: EndReason) -> String {
+    match reason {
+        EndReason::Failed(kind) => format!("failed({kind:?})").to_lowercase(),
+        other => {
+            let debug = format!("{other:?}");
+            // HangupLocal -> hangup-local
+            let mut out = String::new();
+            for (i, c) in debug.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push('-');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        }
+    }
+}
+
+fn state_text(state: CallState) -> &'static str {
+    match state {
+        CallState::OutgoingRinging => "calling",
+        CallState::IncomingRinging => "ringing",
+        CallState::Connecting => "connecting",
+        CallState::Connected => "connected",
+        CallState::Reconnecting => "reconnecting",
+        CallState::Ended(_) => "ended",
+    }
+}
+
+/// Follows one call until it ends; hangs up after `duration` once connected.
+struct CallWatch {
+    call_id: CallId,
+    connected: bool,
+    duration: Option<Duration>,
+    json: bool,
+}
+
+enum Step {
+    Continue,
+    Done(u8),
+}
+
+impl CallWatch {
+    /// Handles an event for the watched call; returns the exit code once it ended.
+    fn on_event(&mut self, event: &CallEvent, hang_up_at: &mut Option<tokio::time::Instant>) -> Step {
+        match event {
+            CallEvent::Replaced { old, new } if *old == self.call_id => {
+                self.call_id = new.clone();
+                say(
+                    self.json,
+                    format!("both called at once; joined call {new}"),
+                    json!({"event": "replaced", "old": old.as_str(), "new": new.as_str()}),
+                );
+            }
+            CallEvent::RemoteRinging { call_id } if *call_id == self.call_id => {
+                say(self.json, "ringing", json!({"event": "remote_ringing", "call_id": call_id.as_str()}));
+            }
+            CallEvent::StateChanged { call_id, state } if *call_id == self.call_id => {
+                say(
+                    self.json,
+                    state_text(*state),
+                    json!({"event": "state", "call_id": call_id.as_str(), "state": state_text(*state)}),
+                );
+                if *state == CallState::Connected && !self.connected {
+                    self.connected = true;
+                    *hang_up_at = self.duration.map(|d| tokio::time::Instant::now() + d);
+                }
+            }
+            CallEvent::Ended { call_id, reason, by_name } if *call_id == self.call_id => {
+                say(
+                    self.json,
+                    format!("ended: {}", reason_text(*reason, by_name.as_deref())),
+                    json!({"event": "ended", "call_id": call_id.as_str(), "reason": reason_code(*reason), "by_name": by_name}),
+                );
+                let good = self.connected && matches!(reason, EndReason::HangupLocal | EndReason::HangupRemote);
+                return Step::Done(if good { exit::OK } else { exit::UNSUCCESSFUL });
+            }
+            _ => {}
+        }
+        Step::Continue
+    }
+}
+
+fn on_signaling(state: &SignalingState, json_mode: bool) -> Option<u8> {
+    match state {
+        SignalingState::Connected { .. } => None,
+        SignalingState::Reconnecting { attempt, retry_in, reason } => {
+            say(
+                json_mode,
+                format!(
+                    "signaling lost ({reason}); reconnecting in {:.1} s (attempt {attempt})",
+                    retry_in.as_secs_f64()
+                ),
+                json!({"event": "reconnecting", "attempt": attempt, "reason": reason}),
+            );
+            None
+        }
+        SignalingState::Failed(e) => Some(fail(e)),
+    }
+}
+
+pub async fn call(args: CallArgs) -> u8 {
+    let (engine, mut events) = match connect(&args.account).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let media = if args.video { Media::Video } else { Media::Audio };
+    let call_id = match engine.call(args.to.as_str().into(), media).await {
+        Ok(id) => id,
+        Err(e) => return fail(&e),
+    };
+    say(
+        args.json,
+        format!("calling {} ({media:?})", args.to).to_lowercase(),
+        json!({"event": "calling", "to": args.to, "call_id": call_id.as_str()}),
+    );
+    let mut watch =
+        CallWatch { call_id, connected: false, duration: args.duration.map(Duration::from_secs_f64), json: args.json };
+    follow(&engine, &mut events, &mut watch).await
+}
+
+async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch: &mut CallWatch) -> u8 {
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    let mut interrupted = false;
+    loop {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        tokio::select! {
+            event = events.recv() => match event {
+                None => return fail(&EngineError::Stopped),
+                Some(EngineEvent::Call(event)) => {
+                    if let Step::Done(code) = watch.on_event(&event, &mut hang_up_at) {
+                        engine.close().await;
+                        return code;
+                    }
+                }
+                Some(EngineEvent::Signaling(state)) => {
+                    if let Some(code) = on_signaling(&state, watch.json) {
+                        return code;
+                    }
+                }
+                Some(EngineEvent::TokenRefreshed { .. }) => {}
+            },
+            _ = tokio::time::sleep_until(hang_up_at.unwrap_or(far)), if hang_up_at.is_some() => {
+                hang_up_at = None;
+                if let Err(e) = engine.hangup(watch.call_id.clone()).await {
+                    return fail(&e);
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                let _ = engine.hangup(watch.call_id.clone()).await;
+            }
+        }
+    }
+}
+
+pub async fn answer(args: AnswerArgs) -> u8 {
+    let (engine, mut events) = match connect(&args.account).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    say(
+        args.json,
+        format!("signed in as {} on device {}; waiting for calls", engine.user(), engine.device()),
+        json!({"event": "ready", "user": engine.user().as_str(), "device": engine.device().as_str()}),
+    );
+    let mut handled = 0;
+    let mut last = exit::OK;
+    while handled < args.count {
+        let incoming = loop {
+            match events.recv().await {
+                None => return fail(&EngineError::Stopped),
+                Some(EngineEvent::Call(CallEvent::Incoming { call_id, from, from_name, media, stacked, .. })) => {
+                    say(
+                        args.json,
+                        format!(
+                            "incoming {} call from {from_name} ({from}){}",
+                            format!("{media:?}").to_lowercase(),
+                            if stacked { ", while in another call" } else { "" }
+                        ),
+                        json!({"event": "incoming", "call_id": call_id.as_str(), "from": from.as_str(), "from_name": from_name}),
+                    );
+                    break (call_id, media);
+                }
+                Some(EngineEvent::Signaling(state)) => {
+                    if let Some(code) = on_signaling(&state, args.json) {
+                        return code;
+                    }
+                }
+                Some(_) => {}
+            }
+        };
+        let (call_id, media) = incoming;
+        handled += 1;
+        if args.decline {
+            if let Err(e) = engine.decline(call_id).await {
+                return fail(&e);
+            }
+            say(args.json, "declined", json!({"event": "declined"}));
+            continue;
+        }
+        if let Err(e) = engine.accept(call_id.clone(), media).await {
+            // The call may have ended between ringing and the accept (caller canceled).
+            say(args.json, format!("could not answer: {e}"), json!({"event": "accept_failed", "error": e.code()}));
+            last = exit::UNSUCCESSFUL;
+            continue;
+        }
+        let mut watch = CallWatch {
+            call_id,
+            connected: false,
+            duration: args.duration.map(Duration::from_secs_f64),
+            json: args.json,
+        };
+        last = follow_answered(&engine, &mut events, &mut watch).await;
+    }
+    engine.close().await;
+    last
+}
+
+/// Like [`follow`], but keeps the engine open for the next call.
+async fn follow_answered(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch: &mut CallWatch) -> u8 {
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    loop {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        tokio::select! {
+            event = events.recv() => match event {
+                None => return fail(&EngineError::Stopped),
+                Some(EngineEvent::Call(event)) => {
+                    if let Step::Done(code) = watch.on_event(&event, &mut hang_up_at) {
+                        return code;
+                    }
+                }
+                Some(EngineEvent::Signaling(state)) => {
+                    if let Some(code) = on_signaling(&state, watch.json) {
+                        return code;
+                    }
+                }
+                Some(EngineEvent::TokenRefreshed { .. }) => {}
+            },
+            _ = tokio::time::sleep_until(hang_up_at.unwrap_or(far)), if hang_up_at.is_some() => {
+                hang_up_at = None;
+                if let Err(e) = engine.hangup(watch.call_id.clone()).await {
+                    return fail(&e);
+                }
+            }
+        }
+    }
+}
+
+pub async fn hangup(account: Account) -> u8 {
+    let (engine, _events) = match connect(&account).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = engine.end_everywhere().await;
+    engine.close().await;
+    match result {
+        Ok(n) => {
+            println!("ended {n} call{}", if n == 1 { "" } else { "s" });
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+pub async fn history(account: Account, limit: usize, json_mode: bool) -> u8 {
+    let (engine, _events) = match connect(&account).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let history = engine.history(limit).await;
+    engine.close().await;
+    let history = match history {
+        Ok(h) => h,
+        Err(e) => return fail(&e),
+    };
+    if json_mode {
+        println!("{}", serde_json::to_string_pretty(&history).unwrap_or_default());
+        return exit::OK;
+    }
+    if history.calls.is_empty() {
+        println!("no calls yet");
+        return exit::OK;
+    }
+    println!("{:<24} {:<9} {:<20} {:<12} {:>8}", "when (UTC)", "direction", "with", "result", "duration");
+    for entry in &history.calls {
+        let call = &entry.call;
+        let with = match entry.direction {
+            Direction::Outgoing => call.participants.first().map(|p| p.display_name.clone()).unwrap_or_default(),
+            Direction::Incoming => call.caller_name.clone(),
+        };
+        let result = if entry.missed {
+            "missed".to_owned()
+        } else {
+            call.end_reason
+                .and_then(|r| serde_json::to_value(r).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", call.phase).to_lowercase())
+        };
+        let duration = match (call.answered_at, call.ended_at) {
+            (Some(a), Some(e)) => format!("{}s", e.saturating_sub(a) / 1000),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<24} {:<9} {:<20} {:<12} {:>8}",
+            utc(call.created_at.0),
+            format!("{:?}", entry.direction).to_lowercase(),
+            with,
+            result,
+            duration
+        );
+    }
+    exit::OK
+}
+
+/// RFC 3339 UTC time, to the second, for Unix milliseconds.
+fn utc(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn reason_codes_are_kebab_case() {
+        assert_eq!(reason_code(EndReason::HangupRemote), "hangup-remote");
+        assert_eq!(reason_code(EndReason::Failed(calldock_protocol::FailureKind::Dtls)), "failed(dtls)");
+    }
+}
