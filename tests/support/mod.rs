@@ -1,0 +1,97 @@
+//! Shared by the end-to-end tests: the real `calldock` binary, started as a server process, and
+//! the raw protocol client from the conformance crate.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub use calldock_conformance::{Frame, RawClient};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn calldock() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_calldock"));
+    command.env("CALLDOCK_LOG", "warn");
+    command
+}
+
+/// A `calldock serve` process on a loopback port.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    pub port: u16,
+    args: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts `calldock serve --listen 127.0.0.1:0 ARGS…` and waits for its "listening" line.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_on(listen: &str, args: Vec<String>) -> Self {
+        let mut child = calldock()
+            .args(["serve", "--listen", listen])
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the calldock binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("server prints its address");
+        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line from the server: {line:?}");
+        let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in the address");
+        Self { child, base, port, args }
+    }
+
+    /// Stops the server with SIGKILL: no chance to flush or close anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM and waits, as an orderly restart does.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same server again, on the same port, with the same arguments.
+    pub fn restart(&mut self) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut last = None;
+        // The old socket may linger for a moment after the process is gone.
+        for _ in 0..50 {
+            match std::panic::catch_unwind(|| Self::start_on(&listen, self.args.clone())) {
+                Ok(s) => {
+                    let old = std::mem::replace(self, s);
+                    drop(old);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::panic::resume_unwind(last.expect("at least one attempt"));
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("calldock.db")
+}
+
+pub fn random_call_id() -> calldock_protocol::CallId {
+    calldock_protocol::CallId(format!("{:032x}", rand::random::<u128>()))
+}
