@@ -50,7 +50,8 @@ pub enum Command {
     /// Wait for a call and answer it (or decline it).
     #[command(after_help = EXIT_CODES)]
     Answer(AnswerArgs),
-    /// End every call of this user, on all of the user's devices.
+    /// End this device's calls: cancel calls ringing out, decline calls ringing in, leave calls
+    /// in progress.
     #[command(after_help = EXIT_CODES)]
     Hangup(Account),
     /// Show the user's call history, newest first.
@@ -81,9 +82,11 @@ pub struct Account {
     /// Display name shown to the people you call.
     #[arg(long)]
     pub name: Option<String>,
-    /// Device id (random when absent).
-    #[arg(long)]
-    pub device: Option<String>,
+    /// Device id. The commands share one by default, so `calldock hangup` can end a call that
+    /// `calldock call` or `calldock answer` holds; give each process its own to act as separate
+    /// devices of one user.
+    #[arg(long, default_value = "cli")]
+    pub device: String,
 }
 
 #[derive(clap::Args, Debug)]

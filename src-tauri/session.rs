@@ -35,7 +35,7 @@ fn fail(error: &EngineError) -> u8 {
 async fn connect(account: &Account) -> Result<(Engine, mpsc::Receiver<EngineEvent>), u8> {
     let mut config = EngineConfig::new(account.server.clone(), account.user.as_str());
     config.display_name = account.name.clone();
-    config.device = account.device.clone().map(Into::into);
+    config.device = Some(account.device.as_str().into());
     Engine::connect(config).await.map_err(|e| fail(&e))
 }
 
@@ -309,7 +309,7 @@ pub async fn hangup(account: Account) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let result = engine.end_everywhere().await;
+    let result = engine.hang_up_all().await;
     engine.close().await;
     match result {
         Ok(n) => {

@@ -19,10 +19,18 @@ async fn client(server: &ServerProcess, user: &str, device: &str) -> RawClient {
 async fn invite(from: &mut RawClient, to: &str) -> CallId {
     let id = random_call_id();
     let reply = from
-        .request(ClientMessage::CallInvite { call_id: id.clone(), to: to.into(), media: Media::Audio, conversation: None })
+        .request(ClientMessage::CallInvite {
+            call_id: id.clone(),
+            to: to.into(),
+            media: Media::Audio,
+            conversation: None,
+        })
         .await
         .expect("invite answered");
-    assert!(matches!(&reply, ServerMessage::CallCreated { call, existing: false, .. } if call.call_id == id), "{reply:?}");
+    assert!(
+        matches!(&reply, ServerMessage::CallCreated { call, existing: false, .. } if call.call_id == id),
+        "{reply:?}"
+    );
     id
 }
 
@@ -89,7 +97,16 @@ async fn accepted_call_relays_media_signaling_and_ends_on_hangup() {
         .await
         .unwrap();
     assert_eq!(device.as_str(), "b1");
-    ok(&mut alice, ClientMessage::Sdp { call_id: id.clone(), to: None, kind: calldock_protocol::SdpKind::Offer, sdp: "offer".into() }).await;
+    ok(
+        &mut alice,
+        ClientMessage::Sdp {
+            call_id: id.clone(),
+            to: None,
+            kind: calldock_protocol::SdpKind::Offer,
+            sdp: "offer".into(),
+        },
+    )
+    .await;
     let (from, sdp) = bob
         .event_where(WAIT, |e| match e {
             ServerMessage::Sdp { from, sdp, .. } => Some((from.clone(), sdp.clone())),
@@ -162,7 +179,11 @@ async fn busy_callee_gets_a_stacked_call_and_declines_it_as_busy() {
     ok(&mut bob, ClientMessage::CallDecline { call_id: second, reason: DeclineReason::Busy }).await;
     assert_eq!(ended(&mut carol).await, (EndReason::Busy, Some("Bob".into())));
     // The first call is untouched.
-    ok(&mut alice, ClientMessage::Sdp { call_id: first, to: None, kind: calldock_protocol::SdpKind::Offer, sdp: "x".into() }).await;
+    ok(
+        &mut alice,
+        ClientMessage::Sdp { call_id: first, to: None, kind: calldock_protocol::SdpKind::Offer, sdp: "x".into() },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -195,17 +216,33 @@ async fn second_start_in_a_conversation_returns_the_active_call() {
     let id = invite(&mut alice, "bob").await;
     invited(&mut bob).await;
     let again = alice
-        .request(ClientMessage::CallInvite { call_id: random_call_id(), to: "bob".into(), media: Media::Audio, conversation: None })
+        .request(ClientMessage::CallInvite {
+            call_id: random_call_id(),
+            to: "bob".into(),
+            media: Media::Audio,
+            conversation: None,
+        })
         .await
         .unwrap();
-    assert!(matches!(&again, ServerMessage::CallCreated { call, existing: true, .. } if call.call_id == id), "{again:?}");
+    assert!(
+        matches!(&again, ServerMessage::CallCreated { call, existing: true, .. } if call.call_id == id),
+        "{again:?}"
+    );
     bob.no_call_event(Duration::from_millis(300)).await.expect("bob does not ring twice");
     // A retry with the same call id (a lost reply) returns the same call too.
     let retry = alice
-        .request(ClientMessage::CallInvite { call_id: id.clone(), to: "bob".into(), media: Media::Audio, conversation: None })
+        .request(ClientMessage::CallInvite {
+            call_id: id.clone(),
+            to: "bob".into(),
+            media: Media::Audio,
+            conversation: None,
+        })
         .await
         .unwrap();
-    assert!(matches!(&retry, ServerMessage::CallCreated { call, existing: true, .. } if call.call_id == id), "{retry:?}");
+    assert!(
+        matches!(&retry, ServerMessage::CallCreated { call, existing: true, .. } if call.call_id == id),
+        "{retry:?}"
+    );
 }
 
 #[tokio::test]
@@ -284,10 +321,14 @@ async fn expired_token_is_refused_and_expiry_closes_the_socket() {
 async fn version_mismatch_names_both_versions_and_closes() {
     let server = ServerProcess::start(&[]);
     let mut client = RawClient::connect(&server.base).await.unwrap();
-    let reply = client.request_json(json!({"id": "h", "type": "hello", "protocol": "2.0", "agent": "future"})).await.unwrap();
+    let reply =
+        client.request_json(json!({"id": "h", "type": "hello", "protocol": "2.0", "agent": "future"})).await.unwrap();
     assert_eq!(reply["code"], "version_mismatch");
     let message = reply["message"].as_str().unwrap();
-    assert!(message.contains("server speaks Calldock protocol 1.0") && message.contains("client speaks 2.0"), "{message}");
+    assert!(
+        message.contains("server speaks Calldock protocol 1.0") && message.contains("client speaks 2.0"),
+        "{message}"
+    );
     assert_eq!(client.frame(WAIT).await.unwrap(), Frame::Closed(4002));
 }
 
@@ -302,8 +343,20 @@ async fn bad_input_gets_errors_and_never_hurts_a_bystander() {
     ok(&mut dave, ClientMessage::CallAccept { call_id: call.clone(), media: Media::Audio }).await;
 
     async fn bystander_still_works(carol: &mut RawClient, dave: &mut RawClient, call: &CallId) {
-        ok(carol, ClientMessage::Ice { call_id: call.clone(), to: None, candidate: "c".into(), sdp_mid: None, sdp_mline_index: None }).await;
-        dave.event_where(WAIT, |e| matches!(e, ServerMessage::Ice { .. }).then_some(())).await.expect("relay still works");
+        ok(
+            carol,
+            ClientMessage::Ice {
+                call_id: call.clone(),
+                to: None,
+                candidate: "c".into(),
+                sdp_mid: None,
+                sdp_mline_index: None,
+            },
+        )
+        .await;
+        dave.event_where(WAIT, |e| matches!(e, ServerMessage::Ice { .. }).then_some(()))
+            .await
+            .expect("relay still works");
     }
 
     let mut mallory = client(&server, "mallory", "m1").await;
@@ -319,9 +372,13 @@ async fn bad_input_gets_errors_and_never_hurts_a_bystander() {
         assert!(matches!(&reply, Frame::Json(v) if v["code"] == code), "{code}: {reply:?}");
         bystander_still_works(&mut carol, &mut dave, &call).await;
     }
-    let reply = mallory.request(ClientMessage::CallAccept { call_id: call.clone(), media: Media::Audio }).await.unwrap();
+    let reply =
+        mallory.request(ClientMessage::CallAccept { call_id: call.clone(), media: Media::Audio }).await.unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::NotParticipant), "acting on someone else's call");
-    let reply = mallory.request(ClientMessage::CallEnd { call_id: call.clone(), failure: None, reconnect_timeout: false }).await.unwrap();
+    let reply = mallory
+        .request(ClientMessage::CallEnd { call_id: call.clone(), failure: None, reconnect_timeout: false })
+        .await
+        .unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::NotParticipant));
     mallory.send_message(Message::Binary(vec![0u8; 16].into())).await.unwrap();
     let reply = mallory.frame(WAIT).await.unwrap();

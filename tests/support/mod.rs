@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use calldock_conformance::{Frame, RawClient};
 
 pub const WAIT: Duration = Duration::from_secs(5);

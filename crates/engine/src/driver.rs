@@ -45,7 +45,7 @@ pub struct Driver {
     attempt: u32,
     /// Set once reconnecting cannot help.
     failed: bool,
-    /// An `end_everywhere` waiting for the server's list of calls.
+    /// A `hang_up_all` waiting for the server's list of calls.
     pending_sync: Option<(String, tokio::sync::oneshot::Sender<Result<usize, EngineError>>)>,
     next_id: u64,
 }
@@ -98,7 +98,7 @@ impl Driver {
                         let _ = done.send(());
                         break;
                     }
-                    Some(Request::EndEverywhere(reply)) => self.end_everywhere(reply).await,
+                    Some(Request::HangUpAll(reply)) => self.hang_up_all(reply).await,
                     Some(Request::Calls(reply)) => {
                         let _ = reply.send(self.phone.calls().cloned().collect());
                     }
@@ -205,7 +205,7 @@ impl Driver {
         self.feed(Input::Server(message));
     }
 
-    async fn end_everywhere(&mut self, reply: tokio::sync::oneshot::Sender<Result<usize, EngineError>>) {
+    async fn hang_up_all(&mut self, reply: tokio::sync::oneshot::Sender<Result<usize, EngineError>>) {
         let Some(socket) = self.socket.as_mut() else {
             let _ = reply.send(Err(EngineError::Unreachable {
                 url: self.server.as_str().into(),
@@ -230,10 +230,14 @@ impl Driver {
             return;
         }
         let me = self.session.user.clone();
+        let device = self.session.device.clone();
         let mut ended = 0;
         for call in calls.iter().filter(|c| c.phase != CallPhase::Ended) {
             let call_id = call.call_id.clone();
             let message = if call.caller == me {
+                if call.caller_device != device {
+                    continue;
+                }
                 if call.phase == CallPhase::Ringing {
                     ClientMessage::CallCancel { call_id }
                 } else {
@@ -244,7 +248,9 @@ impl Driver {
                     Some(ParticipantState::Invited | ParticipantState::Ringing) => {
                         ClientMessage::CallDecline { call_id, reason: DeclineReason::Declined }
                     }
-                    Some(ParticipantState::Joined) => {
+                    Some(ParticipantState::Joined)
+                        if call.participant(&me).and_then(|p| p.device.as_ref()) == Some(&device) =>
+                    {
                         ClientMessage::CallEnd { call_id, failure: None, reconnect_timeout: false }
                     }
                     _ => continue,

@@ -145,7 +145,7 @@ impl EngineError {
 enum Request {
     Command(Command, oneshot::Sender<Result<(), CommandError>>),
     Calls(oneshot::Sender<Vec<CallView>>),
-    EndEverywhere(oneshot::Sender<Result<usize, EngineError>>),
+    HangUpAll(oneshot::Sender<Result<usize, EngineError>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -217,12 +217,12 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)
     }
 
-    /// Ends every call of this user that the server knows, on all of the user's devices:
-    /// cancels outgoing ringing calls, declines incoming ones, leaves active ones. Returns how
-    /// many calls it ended.
-    pub async fn end_everywhere(&self) -> Result<usize, EngineError> {
+    /// Ends every call of this device that the server knows, including calls another process
+    /// holds with the same device id: cancels calls ringing out, declines calls ringing in
+    /// (on all of the user's devices), leaves calls in progress. Returns how many it ended.
+    pub async fn hang_up_all(&self) -> Result<usize, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(Request::EndEverywhere(tx)).await.map_err(|_| EngineError::Stopped)?;
+        self.requests.send(Request::HangUpAll(tx)).await.map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 

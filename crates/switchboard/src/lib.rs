@@ -247,7 +247,16 @@ impl Switchboard {
                 self.users.entry(m.user.clone()).or_default().calls.insert(id.clone());
             }
             self.by_conversation.entry(call.conversation.clone()).or_default().push(id.clone());
-            self.deadlines.push(Reverse((now, id.clone())));
+            // Every clock the call runs on must be re-armed: the ring deadline, each invitee's
+            // own deadline, and the detach grace of the devices that have not reconnected yet.
+            let mut at: Vec<UnixMillis> = vec![now, now.saturating_add_ms(self.config.detach_grace_ms)];
+            if call.phase == CallPhase::Ringing {
+                at.push(call.ring_deadline);
+            }
+            at.extend(call.members.iter().filter_map(|m| m.ring_deadline));
+            for t in at {
+                self.deadlines.push(Reverse((t, id.clone())));
+            }
         }
         self.calls.insert(id, call);
     }
@@ -279,9 +288,12 @@ impl Switchboard {
         if let Some(out) = self.outputs.pop_front() {
             return out;
         }
-        match self.deadlines.peek() {
-            Some(Reverse((at, _))) => Output::Timeout(*at),
-            None => Output::Idle,
+        // Ended calls are forgotten after the retention, which needs a timeout of its own.
+        let forget = self.ended.front().map(|(at, _)| at.saturating_add_ms(self.config.ended_retention_ms));
+        match (self.deadlines.peek().map(|Reverse((at, _))| *at), forget) {
+            (Some(a), Some(b)) => Output::Timeout(a.min(b)),
+            (Some(at), None) | (None, Some(at)) => Output::Timeout(at),
+            (None, None) => Output::Idle,
         }
     }
 
@@ -308,6 +320,10 @@ impl Switchboard {
     }
 
     fn attach(&mut self, session: SessionId, user: UserId, device: DeviceId) {
+        // A session id reused without a detach: close the old one first so no user keeps it.
+        if self.sessions.get(&session).is_some_and(|s| s.user != user || s.device != device) {
+            self.detach(session);
+        }
         let before = self.presence(&user);
         self.users.entry(user.clone()).or_default().sessions.insert(session);
         self.sessions.insert(session, Session { user: user.clone(), device: device.clone() });
@@ -394,7 +410,10 @@ impl Switchboard {
                 }
                 match call.phase {
                     CallPhase::Ringing => self.end_call(&call_id, EndReason::Canceled, Some(&user), None),
-                    CallPhase::Active => self.leave(&call_id, &user, EndReason::Hangup, None),
+                    CallPhase::Active => {
+                        Self::check_in_call_device(call, &user, &device)?;
+                        self.leave(&call_id, &user, EndReason::Hangup, None);
+                    }
                     CallPhase::Ended => {}
                 }
                 ok(self);
@@ -409,13 +428,21 @@ impl Switchboard {
                 } else {
                     EndReason::Hangup
                 };
+                let ringing_me = call.member(&user).is_some_and(Call::is_ringing_member);
                 match call.phase {
                     CallPhase::Ringing if call.caller().user == user => {
                         let reason = if reason == EndReason::Hangup { EndReason::Canceled } else { reason };
                         self.end_call(&call_id, reason, Some(&user), failure);
                     }
-                    CallPhase::Ringing => self.decline(session, &user, &call_id, DeclineReason::Declined)?,
-                    CallPhase::Active => self.leave(&call_id, &user, reason, failure),
+                    // Still being rung (a 1:1 callee, or an invitee of a running group call).
+                    CallPhase::Ringing | CallPhase::Active if ringing_me => {
+                        self.decline(session, &user, &call_id, DeclineReason::Declined)?
+                    }
+                    CallPhase::Ringing => {}
+                    CallPhase::Active => {
+                        Self::check_in_call_device(call, &user, &device)?;
+                        self.leave(&call_id, &user, reason, failure);
+                    }
                     CallPhase::Ended => {}
                 }
                 ok(self);
@@ -440,15 +467,15 @@ impl Switchboard {
             ClientMessage::CallSync {} => {
                 let mut calls: Vec<CallSnapshot> = Vec::new();
                 if let Some(u) = self.users.get(&user) {
-                    for cid in &u.calls {
+                    for cid in u.calls.iter().filter(|c| self.calls.contains_key(*c)) {
                         calls.push(self.snapshot_for(cid, &user));
                     }
                 }
                 for (_, cid) in &self.ended {
-                    if let Some(c) = self.calls.get(cid) {
-                        if c.member(&user).is_some() {
-                            calls.push(self.snapshot_for(cid, &user));
-                        }
+                    if let Some(c) = self.calls.get(cid)
+                        && c.member(&user).is_some()
+                    {
+                        calls.push(self.snapshot_for(cid, &user));
                     }
                 }
                 self.send(session, ServerMessage::Calls { re: id.clone(), calls });
@@ -530,7 +557,11 @@ impl Switchboard {
                 // Glare: the other side is calling us right now. Both clients resolve it, so
                 // this second call must ring too rather than be folded into the first.
                 Some(m) if Call::is_ringing_member(m) && call.phase == CallPhase::Ringing => {}
-                _ => {
+                // Conversation ids come from clients: a call is never shown to someone not in it.
+                None => {
+                    return refuse(ErrorCode::InvalidState, "that conversation has an active call you are not in");
+                }
+                Some(_) => {
                     let call = self.snapshot_for(cid, user);
                     self.send(session, ServerMessage::CallCreated { re: re.clone(), call, existing: true });
                     return Ok(());
@@ -617,7 +648,8 @@ impl Switchboard {
     ) -> Handled {
         let call = self.call_of(user, call_id)?;
         let Some(member) = call.member(user) else { return refuse(ErrorCode::NotParticipant, "not in this call") };
-        if call.caller().user == *user {
+        // The caller cannot accept its own call, unless it left a group call and was invited back.
+        if call.caller().user == *user && !Call::is_ringing_member(member) {
             return refuse(ErrorCode::InvalidState, "the caller cannot accept its own call");
         }
         match member.state {
@@ -635,7 +667,9 @@ impl Switchboard {
         if call.phase == CallPhase::Ended {
             return refuse(ErrorCode::InvalidState, "this call has ended");
         }
-        let before = self.presence(user);
+        // Answering makes the caller busy too, not only the one who answers.
+        let befores: Vec<(UserId, PresenceStatus)> =
+            call.members.iter().map(|m| (m.user.clone(), self.presence(&m.user))).collect();
         let now = self.now;
         let call = self.calls.get_mut(call_id).expect("call_of found it");
         let group = call.members.len() > 2;
@@ -679,14 +713,16 @@ impl Switchboard {
                 self.send(s, ended_message(call_id, EndReason::AcceptedElsewhere, None, None, None));
             }
         }
-        self.presence_changed(user, before);
+        for (u, before) in befores {
+            self.presence_changed(&u, before);
+        }
         Ok(())
     }
 
     fn decline(&mut self, session: SessionId, user: &UserId, call_id: &CallId, reason: DeclineReason) -> Handled {
         let call = self.call_of(user, call_id)?;
         let Some(member) = call.member(user) else { return refuse(ErrorCode::NotParticipant, "not in this call") };
-        if call.caller().user == *user {
+        if call.caller().user == *user && !Call::is_ringing_member(member) {
             return refuse(ErrorCode::InvalidState, "the caller cannot decline; use call.cancel");
         }
         if !Call::is_ringing_member(member) {
@@ -705,18 +741,23 @@ impl Switchboard {
             !call.members.iter().skip(1).any(|m| Call::is_ringing_member(m) || m.state == ParticipantState::Joined);
         let phase = call.phase;
         let by_device = self.sessions.get(&session).map(|s| s.device.clone());
+        // The change is persisted (by end_call or here) before anyone hears of it.
+        if phase == CallPhase::Ringing && nobody_left {
+            self.end_call(call_id, reason, Some(user), None);
+        } else {
+            self.persist_call(call_id, "decline", Some(user), by_device.as_ref(), None);
+            // The decliner is no longer in this call: not in its sync, not rung on reconnect.
+            if let Some(u) = self.users.get_mut(user) {
+                u.calls.remove(call_id);
+            }
+            self.participant_left(call_id, user, ParticipantState::Declined);
+            self.send(session, ended_message(call_id, reason, Some(user), None, None));
+        }
         // The user's other devices stop ringing.
         for s in self.sessions_of(user) {
             if s != session {
                 self.send(s, ended_message(call_id, EndReason::DeclinedElsewhere, Some(user), None, None));
             }
-        }
-        if phase == CallPhase::Ringing && nobody_left {
-            self.end_call(call_id, reason, Some(user), None);
-        } else {
-            self.persist_call(call_id, "decline", Some(user), by_device.as_ref(), None);
-            self.participant_left(call_id, user, ParticipantState::Declined);
-            self.send(session, ended_message(call_id, reason, Some(user), None, None));
         }
         Ok(())
     }
@@ -735,6 +776,7 @@ impl Switchboard {
             self.end_call(call_id, reason, Some(user), failure);
             return;
         }
+        let before = self.presence(user);
         if let Some(m) = self.calls.get_mut(call_id).and_then(|c| c.member_mut(user)) {
             m.state = ParticipantState::Left;
         }
@@ -747,6 +789,7 @@ impl Switchboard {
         }
         self.participant_left(call_id, user, ParticipantState::Left);
         self.users.entry(user.clone()).or_default().calls.remove(call_id);
+        self.presence_changed(user, before);
     }
 
     fn add_participant(&mut self, user: &UserId, call_id: &CallId, invitee: UserId) -> Handled {
@@ -872,10 +915,11 @@ impl Switchboard {
             self.users.entry(user.clone()).or_default().calls.remove(call_id);
             self.participant_left(call_id, &user, ParticipantState::Left);
             // The initiator may have been waiting alone for the invitees.
-            if let Some(call) = self.calls.get(call_id) {
-                if call.joined().count() < 2 && !call.members.iter().any(Call::is_ringing_member) {
-                    self.end_call(call_id, EndReason::Missed, None, None);
-                }
+            if let Some(call) = self.calls.get(call_id)
+                && call.joined().count() < 2
+                && !call.members.iter().any(Call::is_ringing_member)
+            {
+                self.end_call(call_id, EndReason::Missed, None, None);
             }
         }
     }
@@ -977,9 +1021,22 @@ impl Switchboard {
             return Err(Refusal(ErrorCode::InvalidState, "the call is not answered yet".into()));
         }
         let target = match to {
+            Some(t) if t == user => {
+                return Err(Refusal(ErrorCode::BadRequest, "media signaling goes to another participant".into()));
+            }
             Some(t) => call.member(t),
-            None if call.members.len() == 2 => call.members.iter().find(|m| &m.user != user),
-            None => return Err(Refusal(ErrorCode::BadRequest, "group calls need \"to\"".into())),
+            // Without `to`, the one other joined member: a group whose invitees declined or left
+            // is a two-party call again.
+            None => {
+                let mut others = call.joined().filter(|m| &m.user != user);
+                match (others.next(), others.next()) {
+                    (Some(m), None) => Some(m),
+                    (None, _) => None,
+                    (Some(_), Some(_)) => {
+                        return Err(Refusal(ErrorCode::BadRequest, "group calls need \"to\"".into()));
+                    }
+                }
+            }
         };
         let Some(target) = target.filter(|m| m.state == ParticipantState::Joined) else {
             return Err(Refusal(ErrorCode::NotParticipant, "that user is not in the call".into()));
@@ -988,6 +1045,17 @@ impl Switchboard {
             .into_iter()
             .find(|s| self.sessions.get(s).map(|x| &x.device) == target.device.as_ref())
             .ok_or_else(|| Refusal(ErrorCode::InvalidState, format!("{} is reconnecting; retry shortly", target.user)))
+    }
+
+    /// Leaving a call is for the device in it: the user's other devices heard
+    /// accepted-elsewhere and must not hang up the call from under it.
+    fn check_in_call_device(call: &Call, user: &UserId, device: &DeviceId) -> Handled {
+        match call.member(user) {
+            Some(m) if m.state == ParticipantState::Joined && m.device.as_ref() != Some(device) => {
+                refuse(ErrorCode::InvalidState, "the call is on another of your devices")
+            }
+            _ => Ok(()),
+        }
     }
 
     fn call_of(&self, user: &UserId, call_id: &CallId) -> Result<&Call, Refusal> {

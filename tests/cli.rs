@@ -1,0 +1,199 @@
+//! The headless commands as a user or a QA script runs them: separate processes, one server.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{ServerProcess, calldock};
+
+/// A child process that is killed if the test fails before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `calldock answer …` and waits until it says it is ready.
+fn answerer(server: &ServerProcess, args: &[&str]) -> (Running, std::thread::JoinHandle<Vec<String>>) {
+    let mut child = calldock()
+        .args(["answer", "--server", &server.base])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("calldock answer starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let lines = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("waiting for calls") {
+                let _ = ready_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let child = Running(child);
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("answerer becomes ready");
+    (child, lines)
+}
+
+fn run(server: &ServerProcess, args: &[&str]) -> Output {
+    calldock().args(args).args(["--server", &server.base]).output().expect("calldock runs")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn wait(mut child: Running, within: Duration) -> i32 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait works") {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            panic!("process did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_processes_hold_a_call_and_both_exit_cleanly() {
+    let server = ServerProcess::start(&[]);
+    let (bob, bob_lines) = answerer(&server, &["--user", "bob", "--name", "Bob"]);
+    let alice = run(&server, &["call", "bob", "--user", "alice", "--name", "Alice", "--duration", "0.3"]);
+    let alice_text = text(&alice);
+    assert_eq!(alice.status.code(), Some(0), "{alice_text}");
+    for line in ["calling bob", "ringing", "connected", "ended: you hung up"] {
+        assert!(alice_text.contains(line), "missing {line:?} in:\n{alice_text}");
+    }
+    assert_eq!(wait(bob, Duration::from_secs(10)), 0);
+    let bob_text = bob_lines.join().expect("reader thread").join("\n");
+    assert!(bob_text.contains("incoming audio call from Alice (alice)"), "{bob_text}");
+    assert!(bob_text.contains("ended: hung up by Alice"), "{bob_text}");
+}
+
+#[test]
+fn echo_test_call_is_answered() {
+    let server = ServerProcess::start(&[]);
+    let out = run(&server, &["call", "echo", "--user", "alice", "--duration", "0.2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("connected"));
+}
+
+#[test]
+fn declined_call_exits_1_and_names_the_decliner() {
+    let server = ServerProcess::start(&[]);
+    let (bob, _) = answerer(&server, &["--user", "bob", "--name", "Bob", "--decline"]);
+    let out = run(&server, &["call", "bob", "--user", "alice"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("ended: declined by Bob"), "{}", text(&out));
+    assert_eq!(wait(bob, Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn unanswered_call_is_missed_and_shows_in_the_callee_history() {
+    let server = ServerProcess::start(&["--ring-timeout-ms", "800"]);
+    // bob exists but is offline.
+    let login = run(&server, &["history", "--user", "bob"]);
+    assert_eq!(login.status.code(), Some(0), "{}", text(&login));
+    let out = run(&server, &["call", "bob", "--user", "alice", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(r#""reason":"missed""#), "{}", text(&out));
+    let history = run(&server, &["history", "--user", "bob", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&history.stdout).expect("history --json is JSON");
+    assert_eq!(value["calls"][0]["missed"], true, "{value}");
+    assert_eq!(value["calls"][0]["direction"], "incoming");
+    let table = text(&run(&server, &["history", "--user", "bob"]));
+    assert!(table.contains("incoming") && table.contains("missed"), "{table}");
+}
+
+#[test]
+fn hangup_ends_a_call_held_by_other_processes() {
+    let server = ServerProcess::start(&[]);
+    let (bob, _) = answerer(&server, &["--user", "bob"]);
+    let alice = Running(
+        calldock()
+            .args(["call", "bob", "--user", "alice", "--server", &server.base])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("call starts"),
+    );
+    // Wait until the call is up: bob's history shows it active.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = run(&server, &["history", "--user", "bob", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap_or_default();
+        if v["calls"][0]["call"]["phase"] == "active" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "call never became active");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = run(&server, &["hangup", "--user", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("ended 1 call"), "{}", text(&out));
+    assert_eq!(wait(alice, Duration::from_secs(10)), 0, "the caller's process sees the hangup");
+    assert_eq!(wait(bob, Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn unusable_server_addresses_get_actionable_errors() {
+    let bad = calldock().args(["call", "bob", "--user", "alice", "--server", "localhost:7878"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("use http://HOST:PORT"), "{}", text(&bad));
+    // Port 9 (discard) on loopback: nothing listens there.
+    let down = calldock().args(["call", "bob", "--user", "alice", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    assert_eq!(down.status.code(), Some(3), "{}", text(&down));
+    assert!(
+        text(&down).contains("cannot reach the server") && text(&down).contains("server_unreachable"),
+        "{}",
+        text(&down)
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = calldock().args(["call", "--help"]).output().unwrap();
+    let help = text(&out);
+    assert!(help.contains("Exit codes: 0 success; 1 the call or check did not succeed"), "{help}");
+}
+
+#[test]
+fn conformance_passes_against_the_reference_server() {
+    let server = ServerProcess::start(&[]);
+    let out = calldock().args(["conformance", "--server", &server.base]).output().unwrap();
+    let report = text(&out);
+    println!("{report}");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let passes = report.lines().filter(|l| l.starts_with("PASS")).count();
+    assert_eq!(passes, calldock_conformance::CHECKS.len(), "{report}");
+    assert!(!report.contains("FAIL"));
+}
+
+#[test]
+fn conformance_fails_against_something_that_is_not_a_calldock_server() {
+    // A plain HTTP server that answers 404 to everything: every check must fail, exit 1.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let out = calldock().args(["conformance", "--server", &format!("http://{addr}"), "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(report["passed"], 0, "{report}");
+}
