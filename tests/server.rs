@@ -374,12 +374,12 @@ async fn bad_input_gets_errors_and_never_hurts_a_bystander() {
     }
     let reply =
         mallory.request(ClientMessage::CallAccept { call_id: call.clone(), media: Media::Audio }).await.unwrap();
-    assert_eq!(error_code(&reply), Some(ErrorCode::NotParticipant), "acting on someone else's call");
+    assert_eq!(error_code(&reply), Some(ErrorCode::CallNotFound), "a call one is not in looks like no call at all");
     let reply = mallory
         .request(ClientMessage::CallEnd { call_id: call.clone(), failure: None, reconnect_timeout: false })
         .await
         .unwrap();
-    assert_eq!(error_code(&reply), Some(ErrorCode::NotParticipant));
+    assert_eq!(error_code(&reply), Some(ErrorCode::CallNotFound));
     mallory.send_message(Message::Binary(vec![0u8; 16].into())).await.unwrap();
     let reply = mallory.frame(WAIT).await.unwrap();
     assert!(matches!(&reply, Frame::Json(v) if v["code"] == "bad_json"), "{reply:?}");

@@ -164,6 +164,17 @@ impl Connection {
         };
         if let Some(Close(code, reason)) = close {
             let _ = self.socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+            // Finish the closing handshake: read until the client's close (or a second), so
+            // the socket is not dropped with unread data, which would reset the connection
+            // and could destroy the close frame before the client reads it.
+            let drain = async {
+                while let Some(Ok(frame)) = self.socket.recv().await {
+                    if matches!(frame, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
         }
         if matches!(self.stage, Stage::Attached { .. }) {
             let _ = self

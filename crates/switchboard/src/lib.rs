@@ -1064,7 +1064,7 @@ impl Switchboard {
         };
         if call.member(user).is_none() {
             // Same answer as a missing call, so call ids of others cannot be probed.
-            return Err(Refusal(ErrorCode::NotParticipant, format!("you are not in call {call_id}")));
+            return Err(Refusal(ErrorCode::CallNotFound, format!("no call {call_id}")));
         }
         Ok(call)
     }

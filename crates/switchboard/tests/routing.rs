@@ -595,7 +595,7 @@ fn sdp_before_answer_is_refused() {
 #[test]
 fn relay_from_outsider_is_refused() {
     let Cast { mut h, a1, b1, b2, c1 } = answered();
-    assert_eq!(h.refused(c1, sdp("c1", SdpKind::Offer, "v=0")), ErrorCode::NotParticipant);
+    assert_eq!(h.refused(c1, sdp("c1", SdpKind::Offer, "v=0")), ErrorCode::CallNotFound);
     let ice = ClientMessage::Ice {
         call_id: "c1".into(),
         to: None,
@@ -603,7 +603,7 @@ fn relay_from_outsider_is_refused() {
         sdp_mid: None,
         sdp_mline_index: None,
     };
-    assert_eq!(h.refused(c1, ice), ErrorCode::NotParticipant);
+    assert_eq!(h.refused(c1, ice), ErrorCode::CallNotFound);
     assert_eq!(h.refused(c1, ClientMessage::IceRestart { call_id: "c1".into(), to: None }), ErrorCode::NotParticipant);
     assert_eq!(h.refused(c1, accept("c1")), ErrorCode::NotParticipant);
     for s in [a1, b1, b2, c1] {
