@@ -604,8 +604,8 @@ fn relay_from_outsider_is_refused() {
         sdp_mline_index: None,
     };
     assert_eq!(h.refused(c1, ice), ErrorCode::CallNotFound);
-    assert_eq!(h.refused(c1, ClientMessage::IceRestart { call_id: "c1".into(), to: None }), ErrorCode::NotParticipant);
-    assert_eq!(h.refused(c1, accept("c1")), ErrorCode::NotParticipant);
+    assert_eq!(h.refused(c1, ClientMessage::IceRestart { call_id: "c1".into(), to: None }), ErrorCode::CallNotFound);
+    assert_eq!(h.refused(c1, accept("c1")), ErrorCode::CallNotFound);
     for s in [a1, b1, b2, c1] {
         assert!(h.take(s).is_empty());
     }
