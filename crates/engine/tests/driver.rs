@@ -1,0 +1,255 @@
+//! The engine against a real reference server in this process, on loopback: token refresh,
+//! reconnect after a restart, resync of calls, and the errors a person sees.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use calldock_engine::call::{CallEvent, CallState, EndReason};
+use calldock_engine::{Engine, EngineConfig, EngineError, EngineEvent, SignalingState};
+use calldock_protocol::{Media, ServerMessage};
+use calldock_server::{RunningServer, ServerConfig};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn start(config: ServerConfig) -> RunningServer {
+    calldock_server::start(config).await.expect("server starts")
+}
+
+fn engine_config(server: &str, user: &str) -> EngineConfig {
+    let mut config = EngineConfig::new(server, user);
+    config.device = Some(format!("{user}-test").as_str().into());
+    config.reconnect_initial = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(400);
+    config
+}
+
+/// Waits for the first event `pick` accepts, failing after [`WAIT`].
+async fn until<T>(events: &mut mpsc::Receiver<EngineEvent>, mut pick: impl FnMut(&EngineEvent) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("the expected event arrives in time")
+            .expect("the engine is running");
+        if let Some(t) = pick(&event) {
+            return t;
+        }
+    }
+}
+
+async fn restart_on(addr: SocketAddr, config: ServerConfig) -> RunningServer {
+    let mut last = None;
+    for _ in 0..50 {
+        match calldock_server::start(ServerConfig { listen: addr, ..config.clone() }).await {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not restart on {addr}: {last:?}");
+}
+
+#[tokio::test]
+async fn token_is_refreshed_before_it_expires_and_the_session_lives_on() {
+    let server = start(ServerConfig { token_ttl_ms: 1500, ..ServerConfig::default() }).await;
+    let (engine, mut events) = Engine::connect(engine_config(&server.base_url(), "alice")).await.unwrap();
+    let first = until(&mut events, |e| match e {
+        EngineEvent::Signaling(SignalingState::Connected { expires_at, .. }) => Some(*expires_at),
+        _ => None,
+    })
+    .await;
+    let renewed = until(&mut events, |e| match e {
+        EngineEvent::TokenRefreshed { expires_at } => Some(*expires_at),
+        _ => None,
+    })
+    .await;
+    assert!(renewed > first, "the refreshed token lives longer");
+    // Past the first token's expiry, the same connection still carries calls.
+    tokio::time::sleep(Duration::from_millis(first.0.saturating_sub(now_ms()) + 500)).await;
+    let call = engine.call("echo".into(), Media::Audio).await.unwrap();
+    until(&mut events, |e| match e {
+        EngineEvent::Call(CallEvent::StateChanged { call_id, state: CallState::Connected }) if *call_id == call => {
+            Some(())
+        }
+        EngineEvent::Signaling(SignalingState::Reconnecting { reason, .. }) => panic!("connection dropped: {reason}"),
+        _ => None,
+    })
+    .await;
+    server.shutdown().await;
+}
+
+/// Waits until the server has stored the call: the engine reports a call ringing out as soon
+/// as it sends the invite, and a test that restarts the server must not race that invite.
+async fn until_stored(base: &str, user: &str, call: &calldock_protocol::CallId) {
+    let session = calldock_conformance::raw::login(base, user, "observer").await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let history: calldock_protocol::History = reqwest::Client::new()
+            .get(format!("{base}/v1/history"))
+            .bearer_auth(&session.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if history.calls.iter().any(|e| &e.call.call_id == call) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the server never stored call {call}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test]
+async fn reconnects_after_a_server_restart_and_the_ringing_call_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { db: Some(dir.path().join("calls.db")), ..ServerConfig::default() };
+    let server = start(config.clone()).await;
+    let addr = server.addr;
+    let base = server.base_url();
+    // bob exists, but is offline while alice calls.
+    calldock_conformance::raw::login(&base, "bob", "bob-phone").await.unwrap();
+    let (alice, mut events) = Engine::connect(engine_config(&base, "alice")).await.unwrap();
+    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
+    until_stored(&base, "alice", &call).await;
+
+    server.shutdown().await;
+    until(&mut events, |e| matches!(e, EngineEvent::Signaling(SignalingState::Reconnecting { .. })).then_some(()))
+        .await;
+    let server = restart_on(addr, config).await;
+    until(&mut events, |e| matches!(e, EngineEvent::Signaling(SignalingState::Connected { .. })).then_some(())).await;
+
+    let mut bob = calldock_conformance::RawClient::connect_as(&base, "bob", "bob-phone").await.unwrap();
+    let invited = bob
+        .event_where(WAIT, |e| match e {
+            ServerMessage::CallInvite { call } => Some(call.call_id.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(invited, call, "the call rings on after the restart");
+    bob.request(calldock_protocol::ClientMessage::CallAccept { call_id: call.clone(), media: Media::Audio })
+        .await
+        .unwrap();
+    until(&mut events, |e| match e {
+        EngineEvent::Call(CallEvent::StateChanged { call_id, state: CallState::Connected }) if *call_id == call => {
+            Some(())
+        }
+        EngineEvent::Call(CallEvent::Ended { reason, .. }) => panic!("call ended: {reason:?}"),
+        _ => None,
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn call_that_ended_during_the_outage_ends_with_the_servers_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        ServerConfig { db: Some(dir.path().join("calls.db")), ring_timeout_ms: 800, ..ServerConfig::default() };
+    let server = start(config.clone()).await;
+    let addr = server.addr;
+    let base = server.base_url();
+    calldock_conformance::raw::login(&base, "bob", "bob-phone").await.unwrap();
+    let (alice, mut events) = Engine::connect(engine_config(&base, "alice")).await.unwrap();
+    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
+    until_stored(&base, "alice", &call).await;
+    server.shutdown().await;
+    // The ring timeout passes while the server is down.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let server = restart_on(addr, config).await;
+    let reason = until(&mut events, |e| match e {
+        EngineEvent::Call(CallEvent::Ended { call_id, reason, .. }) if *call_id == call => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Missed, "resync tells the real reason instead of leaving a ghost");
+    let calls = alice.calls().await.unwrap();
+    assert!(calls.iter().all(|c| c.state.is_ended()), "no ghost calls: {calls:?}");
+    server.shutdown().await;
+}
+
+/// A server of a future major version: login works, the WebSocket refuses our hello.
+async fn future_server() -> SocketAddr {
+    use axum::Json;
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/v1/login",
+            post(|| async {
+                Json(serde_json::json!({"token": "t", "user": "alice", "display_name": "Alice", "device": "d", "expires_at": u64::MAX / 2}))
+            }),
+        )
+        .route("/v1/info", get(|| async { Json(serde_json::json!({"protocol": "2.3", "server": "future/9"})) }))
+        .route(
+            "/v1/ws",
+            get(|ws: WebSocketUpgrade| async move {
+                ws.on_upgrade(|mut socket| async move {
+                    if let Some(Ok(Message::Text(_hello))) = socket.recv().await {
+                        let reply = serde_json::json!({"type": "error", "re": "e-hello", "code": "version_mismatch",
+                            "message": "the server speaks Calldock protocol 2.3", "retryable": false});
+                        let _ = socket.send(Message::Text(reply.to_string().into())).await;
+                    }
+                })
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn version_mismatch_names_both_versions() {
+    let addr = future_server().await;
+    let err = Engine::connect(engine_config(&format!("http://{addr}"), "alice")).await.err().expect("connect fails");
+    assert_eq!(err.code(), "version_mismatch");
+    let text = err.to_string();
+    assert!(text.contains("server speaks Calldock protocol 2.3") && text.contains("client speaks 1.0"), "{text}");
+    assert!(!err.transient(), "reconnecting cannot fix a version mismatch");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_reported_with_what_to_check() {
+    let err = Engine::connect(engine_config("http://127.0.0.1:9", "alice")).await.err().expect("connect fails");
+    assert!(matches!(err, EngineError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("check the address and that the server is running"), "{err}");
+    assert!(err.transient());
+}
+
+#[tokio::test]
+async fn glare_through_the_server_ends_in_one_connected_call() {
+    let server = start(ServerConfig::default()).await;
+    let base = server.base_url();
+    let (alice, mut alice_events) = Engine::connect(engine_config(&base, "alice")).await.unwrap();
+    let (bob, mut bob_events) = Engine::connect(engine_config(&base, "bob")).await.unwrap();
+    // Both press call at the same moment.
+    let (a, b) = tokio::join!(alice.call("bob".into(), Media::Audio), bob.call("alice".into(), Media::Audio));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let winner = calldock_protocol::glare_winner(&a, &b).clone();
+    for events in [&mut alice_events, &mut bob_events] {
+        let connected = until(events, |e| match e {
+            EngineEvent::Call(CallEvent::StateChanged { call_id, state: CallState::Connected }) => {
+                Some(call_id.clone())
+            }
+            EngineEvent::Call(CallEvent::Ended { call_id, reason, .. }) if *call_id == winner => {
+                panic!("winner ended: {reason:?}")
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(connected, winner, "both ends connect in the call with the smaller id");
+    }
+    for engine in [&alice, &bob] {
+        let live: Vec<_> = engine.calls().await.unwrap().into_iter().filter(|c| !c.state.is_ended()).collect();
+        assert_eq!(live.len(), 1, "exactly one live call each: {live:?}");
+    }
+    server.shutdown().await;
+}
