@@ -1,0 +1,32 @@
+# Shared by the scripts: package installs and the build directory.
+# shellcheck shell=bash
+
+# Builds go to one directory outside the clone, so a fresh clone (CI) reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calldock/target}"
+
+# Debian packages every build needs: a C compiler for the bundled SQLite and for ring (TLS).
+BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates)
+
+# need_packages PKG...: installs what is missing (as root), or says exactly what to run.
+need_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "calldock: installing ${missing[*]}" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    else
+        echo "calldock: missing Debian packages. Install them with:" >&2
+        echo "  sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+need_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "calldock: Rust is not installed. Install it from https://rustup.rs (rustup), then run this again." >&2
+        exit 1
+    fi
+}
