@@ -345,7 +345,8 @@ pub enum ClientMessage {
     /// Invite another user into an active call (group). Reply: `ok`.
     #[serde(rename = "call.add_participant")]
     CallAddParticipant { call_id: CallId, user: UserId },
-    /// Ask for every call this user is in that has not ended. Reply: `calls`.
+    /// Ask for every call this user is in that has not ended, plus calls that ended in the
+    /// last minutes (so a device that was away learns how they ended). Reply: `calls`.
     #[serde(rename = "call.sync")]
     CallSync {},
     /// Relay an SDP offer or answer to the other party (`to` is required in group calls).

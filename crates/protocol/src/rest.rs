@@ -54,7 +54,8 @@ pub struct TurnCredentials {
     pub username: String,
     pub credential: String,
     pub ttl_seconds: u64,
-    /// `stun:` and `turn:` URIs. Empty when the server has no TURN configured.
+    /// `stun:` and `turn:` URIs. With no TURN configured, only the STUN URIs (if any), and
+    /// `username`/`credential` are empty.
     pub uris: Vec<String>,
 }
 

@@ -115,7 +115,13 @@ fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<Claims, Failure> {
             "send Authorization: Bearer <token>".into(),
         ));
     };
-    let token = value.strip_prefix("Bearer ").unwrap_or(value);
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return Err(Failure(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::NotAuthenticated,
+            "send Authorization: Bearer <token>".into(),
+        ));
+    };
     shared.signer.verify(token, crate::now()).map_err(|e| {
         let code = match e {
             TokenError::Invalid => ErrorCode::TokenInvalid,
