@@ -423,3 +423,38 @@ async fn bad_input_gets_errors_and_never_hurts_a_bystander() {
     assert_eq!(closed, Some(1008), "a client that keeps flooding is disconnected");
     bystander_still_works(&mut carol, &mut dave, &call).await;
 }
+
+#[tokio::test]
+async fn turn_credentials_follow_the_turn_rest_scheme() {
+    let server = ServerProcess::start(&[
+        "--turn-secret",
+        "s3cret",
+        "--turn-uri",
+        "turn:127.0.0.1:3478",
+        "--stun-uri",
+        "stun:127.0.0.1:3478",
+    ]);
+    let session = calldock_conformance::raw::login(&server.base, "alice", "a1").await.unwrap();
+    let http = reqwest::Client::new();
+    let creds: calldock_protocol::TurnCredentials = http
+        .get(format!("{}/v1/turn", server.base))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (expiry, user) = creds.username.split_once(':').expect("username is expiry:user");
+    assert_eq!(user, "alice");
+    let expiry: u64 = expiry.parse().expect("expiry is Unix seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(expiry > now && expiry <= now + creds.ttl_seconds + 5, "expiry {expiry} vs now {now}");
+    assert_eq!(creds.credential, calldock_server::turn::password("s3cret", &creds.username));
+    assert_eq!(creds.uris, ["turn:127.0.0.1:3478", "stun:127.0.0.1:3478"]);
+    // Without a valid bearer token: refused with a code.
+    let refused = http.get(format!("{}/v1/turn", server.base)).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: calldock_protocol::RestError = refused.json().await.unwrap();
+    assert_eq!(body.code, ErrorCode::TokenInvalid);
+}
