@@ -176,6 +176,7 @@ pub async fn call(args: CallArgs) -> u8 {
     follow(&engine, &mut events, &mut watch).await
 }
 
+/// Follows the watched call until it ends, hanging up on Ctrl-C or after the duration.
 async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch: &mut CallWatch) -> u8 {
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut interrupted = false;
@@ -186,7 +187,6 @@ async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch
                 None => return fail(&EngineError::Stopped),
                 Some(EngineEvent::Call(event)) => {
                     if let Step::Done(code) = watch.on_event(&event, &mut hang_up_at) {
-                        engine.close().await;
                         return code;
                     }
                 }
@@ -268,40 +268,10 @@ pub async fn answer(args: AnswerArgs) -> u8 {
             duration: args.duration.map(Duration::from_secs_f64),
             json: args.json,
         };
-        last = follow_answered(&engine, &mut events, &mut watch).await;
+        last = follow(&engine, &mut events, &mut watch).await;
     }
     engine.close().await;
     last
-}
-
-/// Like [`follow`], but keeps the engine open for the next call.
-async fn follow_answered(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch: &mut CallWatch) -> u8 {
-    let mut hang_up_at: Option<tokio::time::Instant> = None;
-    loop {
-        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
-        tokio::select! {
-            event = events.recv() => match event {
-                None => return fail(&EngineError::Stopped),
-                Some(EngineEvent::Call(event)) => {
-                    if let Step::Done(code) = watch.on_event(&event, &mut hang_up_at) {
-                        return code;
-                    }
-                }
-                Some(EngineEvent::Signaling(state)) => {
-                    if let Some(code) = on_signaling(&state, watch.json) {
-                        return code;
-                    }
-                }
-                Some(EngineEvent::TokenRefreshed { .. }) => {}
-            },
-            _ = tokio::time::sleep_until(hang_up_at.unwrap_or(far)), if hang_up_at.is_some() => {
-                hang_up_at = None;
-                if let Err(e) = engine.hangup(watch.call_id.clone()).await {
-                    return fail(&e);
-                }
-            }
-        }
-    }
 }
 
 pub async fn hangup(account: Account) -> u8 {
