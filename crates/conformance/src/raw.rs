@@ -82,7 +82,7 @@ impl RawClient {
         let url = ws_url(base)?;
         // Allow big frames on our side so tests can send them to the server.
         let config = WebSocketConfig::default().max_message_size(Some(16 << 20)).max_frame_size(Some(16 << 20));
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(config), false)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(config), true)
             .await
             .with_context(|| format!("cannot open {url}"))?;
         Ok(Self { ws, next_id: 0, backlog: VecDeque::new(), session: None })

@@ -27,10 +27,11 @@ pub fn frame(id: &str, message: ClientMessage) -> Message {
 pub async fn open(server: &ServerUrl, token: &str) -> Result<(Socket, UnixMillis), EngineError> {
     let url = server.websocket();
     let unreachable = |detail: String| EngineError::Unreachable { url: server.as_str().into(), detail };
-    let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(&url))
-        .await
-        .map_err(|_| unreachable("no answer within 10 s".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut socket, _) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async_with_config(&url, None, true))
+            .await
+            .map_err(|_| unreachable("no answer within 10 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
     socket
         .send(frame("e-hello", ClientMessage::Hello { protocol: PROTOCOL_VERSION, agent: AGENT.into() }))
         .await

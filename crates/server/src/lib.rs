@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use calldock_protocol::{DeviceId, ECHO_USER, UnixMillis, UserId};
 use calldock_switchboard::{Input, SessionId, Switchboard, SwitchboardConfig};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -161,6 +162,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let app = rest::router(shared);
     let mut stop_http = stop_rx;
     let http = tokio::spawn(async move {
+        // Signaling is many small messages: without TCP_NODELAY each reply can wait for the
+        // peer's delayed ACK (~40 ms), which was most of the call setup time on loopback.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop_http.wait_for(|s| *s).await.map(|_| ());

@@ -39,8 +39,12 @@ pub mod close_code {
 }
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    // Most sessions sit idle between small messages: tungstenite's 128 KiB default read buffer
+    // per connection was most of a session's memory (docs/benchmarks.md).
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move { Connection::new(socket, shared).run().await })
 }
 

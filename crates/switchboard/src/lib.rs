@@ -100,6 +100,8 @@ pub enum Output {
 struct Session {
     user: UserId,
     device: DeviceId,
+    /// Users whose presence this session watches, so a detach touches only those.
+    watching: HashSet<UserId>,
 }
 
 #[derive(Debug, Default)]
@@ -326,7 +328,7 @@ impl Switchboard {
         }
         let before = self.presence(&user);
         self.users.entry(user.clone()).or_default().sessions.insert(session);
-        self.sessions.insert(session, Session { user: user.clone(), device: device.clone() });
+        self.sessions.insert(session, Session { user: user.clone(), device: device.clone(), watching: HashSet::new() });
         let call_ids: Vec<CallId> = self.users[&user].calls.iter().cloned().collect();
         for id in call_ids {
             let Some(call) = self.calls.get_mut(&id) else { continue };
@@ -349,8 +351,10 @@ impl Switchboard {
         if let Some(u) = self.users.get_mut(&s.user) {
             u.sessions.remove(&session);
         }
-        for u in self.users.values_mut() {
-            u.watchers.remove(&session);
+        for watched in &s.watching {
+            if let Some(u) = self.users.get_mut(watched) {
+                u.watchers.remove(&session);
+            }
         }
         let still_online = self.device_online(&s.user, &s.device);
         let call_ids: Vec<CallId> =
@@ -375,16 +379,23 @@ impl Switchboard {
         let ok = |sb: &mut Self| sb.send(session, ServerMessage::Ok { re: id.clone() });
         match message {
             ClientMessage::PresenceWatch { users } => {
-                if users.len() > 1000 {
-                    return refuse(ErrorCode::BadRequest, "watch at most 1000 users at once");
+                // Check everything first, so a refused request subscribes to nothing.
+                for watched in &users {
+                    check_id("user", watched.as_str())?;
+                }
+                let already = self.sessions.get(&session).map_or(0, |s| s.watching.len());
+                if already + users.len() > 1000 {
+                    return refuse(ErrorCode::BadRequest, "a connection can watch at most 1000 users");
                 }
                 let mut entries = Vec::with_capacity(users.len());
                 for watched in users {
-                    check_id("user", watched.as_str())?;
                     let status = self.presence(&watched);
-                    let entry = self.users.entry(watched.clone()).or_default();
-                    entry.watchers.insert(session);
-                    entries.push(PresenceEntry { display_name: entry.display_name.clone(), user: watched, status });
+                    let display_name = self.display_name(&watched);
+                    self.users.entry(watched.clone()).or_default().watchers.insert(session);
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        s.watching.insert(watched.clone());
+                    }
+                    entries.push(PresenceEntry { display_name, user: watched, status });
                 }
                 self.send(session, ServerMessage::PresenceState { re: id.clone(), users: entries });
                 Ok(())

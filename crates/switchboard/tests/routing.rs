@@ -959,7 +959,7 @@ fn presence_watch_reports_online_busy_offline() {
             vec![
                 entry("alice", "Alice", PresenceStatus::Online),
                 entry("bob", "Bob", PresenceStatus::Offline),
-                entry("zed", "", PresenceStatus::Offline),
+                entry("zed", "zed", PresenceStatus::Offline),
             ]
         ),
         other => panic!("{other:?}"),
