@@ -23,7 +23,8 @@ use crate::{AUTH_DEADLINE, SERVER_AGENT, Shared};
 /// connection with 1009, since reading them at all is the cost an attacker wants us to pay.
 const HARD_FRAME_LIMIT: usize = 4 * MAX_FRAME_BYTES;
 
-/// Refused requests (rate limit, bad auth) a connection may rack up before it is closed.
+/// Rate-limited requests a connection may rack up before it is closed (failed sign-ins have
+/// their own, smaller allowance).
 const MAX_REFUSALS: u32 = 1000;
 const MAX_AUTH_FAILURES: u32 = 5;
 
@@ -140,11 +141,11 @@ impl Connection {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Err(e)) => {
                             tracing::debug!(session = ?self.session, "websocket read failed: {e}");
-                            let text = e.to_string();
-                            if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
-                                break Some(Close(close_code::TOO_BIG, "frame too large"));
-                            }
-                            break None;
+                            let too_big = e
+                                .into_inner()
+                                .downcast::<tokio_tungstenite::tungstenite::Error>()
+                                .is_ok_and(|e| matches!(*e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+                            break too_big.then_some(Close(close_code::TOO_BIG, "frame too large"));
                         }
                     }
                 }
