@@ -2,6 +2,7 @@
 //! quality estimate of SPEC §5, and audio level measurement. Time is an input everywhere, so
 //! all of it is tested on simulated time and reused by the peer, the doctor and the benches.
 
+pub mod analysis;
 pub mod jitter;
 pub mod level;
 pub mod quality;
