@@ -56,10 +56,10 @@ pub fn align(reference: &[f32], received: &[f32], max_lag: usize) -> Option<Alig
         if shifted.len().min(reference.len()) < min_overlap {
             break;
         }
-        if let Some(c) = ncc(reference, shifted) {
-            if best.is_none_or(|b| c > b.ncc) {
-                best = Some(Alignment { lag, ncc: c });
-            }
+        if let Some(c) = ncc(reference, shifted)
+            && best.is_none_or(|b| c > b.ncc)
+        {
+            best = Some(Alignment { lag, ncc: c });
         }
     }
     best
@@ -76,10 +76,10 @@ pub fn delay_ms(reference: &[f32], received: &[f32], sample_rate: u32, max_delay
     let to = coarse.lag * 10 + 10;
     let mut best = (coarse.lag as f64 * 10.0, coarse.ncc);
     for lag in from..=to.min(fine_rx.len().saturating_sub(2)) {
-        if let Some(c) = ncc(&fine_ref, &fine_rx[lag..]) {
-            if c > best.1 {
-                best = (lag as f64, c);
-            }
+        if let Some(c) = ncc(&fine_ref, &fine_rx[lag..])
+            && c > best.1
+        {
+            best = (lag as f64, c);
         }
     }
     Some((best.0, coarse.ncc))
