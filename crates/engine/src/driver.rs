@@ -125,10 +125,10 @@ impl Driver {
             match self.phone.poll_output() {
                 Output::Send(frame) => {
                     let text = serde_json::to_string(&frame).unwrap_or_default();
-                    if let Some(socket) = self.socket.as_mut() {
-                        if let Err(e) = socket.send(Message::Text(text.into())).await {
-                            self.lost(format!("send failed: {e}"));
-                        }
+                    if let Some(socket) = self.socket.as_mut()
+                        && let Err(e) = socket.send(Message::Text(text.into())).await
+                    {
+                        self.lost(format!("send failed: {e}"));
                     }
                     // While disconnected frames are dropped: the core resyncs on reconnect.
                 }
@@ -258,10 +258,10 @@ impl Driver {
             };
             self.next_id += 1;
             let frame = socket::frame(&format!("e-end-{}", self.next_id), message);
-            if let Some(socket) = self.socket.as_mut() {
-                if socket.send(frame).await.is_ok() {
-                    ended += 1;
-                }
+            if let Some(socket) = self.socket.as_mut()
+                && socket.send(frame).await.is_ok()
+            {
+                ended += 1;
             }
         }
         let _ = reply.send(Ok(ended));
@@ -345,10 +345,10 @@ impl Driver {
                     ClientMessage::Auth { token: session.token.clone() },
                 );
                 self.set_session(session);
-                if let Some(socket) = self.socket.as_mut() {
-                    if let Err(e) = socket.send(frame).await {
-                        self.lost(format!("send failed: {e}"));
-                    }
+                if let Some(socket) = self.socket.as_mut()
+                    && let Err(e) = socket.send(frame).await
+                {
+                    self.lost(format!("send failed: {e}"));
                 }
                 self.emit(EngineEvent::TokenRefreshed { expires_at }).await;
             }

@@ -276,14 +276,14 @@ impl Connection {
             };
             ServerMessage::error(Some(re.clone()), code, e.to_string())
         })?;
-        if let Stage::Attached { user, device, .. } = &self.stage {
-            if user != &claims.user || device != &claims.device {
-                return Err(ServerMessage::error(
-                    Some(re.clone()),
-                    ErrorCode::BadRequest,
-                    format!("this connection is signed in as {user}; open a new connection for another account"),
-                ));
-            }
+        if let Stage::Attached { user, device, .. } = &self.stage
+            && (user != &claims.user || device != &claims.device)
+        {
+            return Err(ServerMessage::error(
+                Some(re.clone()),
+                ErrorCode::BadRequest,
+                format!("this connection is signed in as {user}; open a new connection for another account"),
+            ));
         }
         let display_name =
             self.shared.store.display_name(&claims.user).ok().flatten().unwrap_or_else(|| claims.user.to_string());
