@@ -4,8 +4,9 @@
 # Builds go to one directory outside the clone, so a fresh clone (CI) reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calldock/target}"
 
-# Debian packages every build needs: a C compiler for the bundled SQLite and for ring (TLS).
-BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates)
+# Debian packages every build needs: a C compiler for the bundled SQLite and for ring (TLS),
+# and libopus (linked through pkg-config by the opus crate).
+BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates libopus-dev)
 
 # need_packages PKG...: installs what is missing (as root), or says exactly what to run.
 need_packages() {
