@@ -1,0 +1,489 @@
+//! One call's WebRTC peer connection over webrtc 0.21 (`docs/webrtc-notes.md`): offer/answer
+//! and trickle ICE as [`Signal`]s to relay through signaling, one Opus audio track each way,
+//! stats, ICE restart, and the failures a call ends with (`failed(ice)`, `failed(dtls)`).
+//!
+//! The peer is a thin async shell; the call decisions stay in the call core. Events come out
+//! of one channel ([`PeerEvent`]). webrtc 0.21 never reports a DTLS fingerprint mismatch as a
+//! state, so the peer watches for it itself: ICE connected but no secure connection within
+//! [`PeerSettings::dtls_timeout`] is `failed(dtls)`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use calldock_protocol::FailureKind;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use tokio::sync::{Mutex, OnceCell, mpsc};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
+    register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+/// A STUN or TURN server (TURN over UDP only: webrtc 0.21 has no TCP/TLS relay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub ice_servers: Vec<IceServer>,
+    /// Only relay candidates (hides addresses; tests TURN).
+    pub relay_only: bool,
+    /// UDP addresses to gather host candidates on. A wildcard skips loopback, so tests and
+    /// same-machine calls bind `127.0.0.1:0`.
+    pub udp_bind: Vec<String>,
+    /// Pacing of ICE connectivity checks. webrtc's default is 200 ms, which alone adds about
+    /// 200 ms to every call setup; 20 ms matches browsers' pace on a single pair.
+    pub check_interval: Duration,
+    /// Checks per candidate pair before it fails; with 20 ms pacing, 50 gives a pair 1 s.
+    pub max_binding_requests: u16,
+    /// ICE connected but no secure (DTLS) connection after this long: `failed(dtls)`.
+    pub dtls_timeout: Duration,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            relay_only: false,
+            udp_bind: vec!["0.0.0.0:0".into()],
+            check_interval: Duration::from_millis(20),
+            max_binding_requests: 50,
+            dtls_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PeerSettings {
+    /// Settings for calls within this machine (tests, the embedded server's echo bot).
+    pub fn loopback() -> Self {
+        Self { udp_bind: vec!["127.0.0.1:0".into()], ..Self::default() }
+    }
+}
+
+/// What must reach the other peer through signaling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    Offer(String),
+    Answer(String),
+    Candidate(Candidate),
+}
+
+/// A trickled ICE candidate, as the protocol's `ice` message carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+}
+
+/// One received RTP packet of the remote audio track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpAudio {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    Signal(Signal),
+    /// Media flows (ICE and DTLS up). Also after a reconnection.
+    Connected,
+    /// Connectivity lost; webrtc keeps trying, and an ICE restart may bring it back.
+    Disconnected,
+    /// Over: the call ends with `failed(kind)`.
+    Failed(FailureKind),
+    Audio(RtpAudio),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The WebRTC stack refused an operation.
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+    /// The remote description is not valid SDP, or does not fit this call.
+    #[error("the other side sent an unusable session description: {0}")]
+    BadRemoteDescription(String),
+}
+
+fn webrtc_error(e: impl std::fmt::Display) -> PeerError {
+    PeerError::WebRtc(e.to_string())
+}
+
+/// Per-second figures for the stats line, SPEC §5.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    /// STUN round trip on the selected pair (webrtc 0.21 reports no RTCP round trip).
+    pub rtt_ms: Option<f64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// From the remote track's RTP sequence numbers, as reported by webrtc.
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub codec: Option<String>,
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub local_candidate_type: Option<String>,
+    pub remote_candidate_type: Option<String>,
+}
+
+struct Flags {
+    ice_connected: AtomicBool,
+    connected: AtomicBool,
+    failed: AtomicBool,
+}
+
+struct Handler {
+    events: mpsc::Sender<PeerEvent>,
+    flags: Arc<Flags>,
+    dtls_timeout: Duration,
+}
+
+impl Handler {
+    fn fail(&self, kind: FailureKind) {
+        if !self.flags.failed.swap(true, Ordering::SeqCst) {
+            let _ = self.events.try_send(PeerEvent::Failed(kind));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let candidate = Candidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                };
+                let _ = self.events.send(PeerEvent::Signal(Signal::Candidate(candidate))).await;
+            }
+            Err(e) => tracing::warn!("cannot serialize a local ICE candidate: {e}"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        match state {
+            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+                if !self.flags.ice_connected.swap(true, Ordering::SeqCst) =>
+            {
+                let flags = self.flags.clone();
+                let events = self.events.clone();
+                let timeout = self.dtls_timeout;
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    if !flags.connected.load(Ordering::SeqCst) && !flags.failed.swap(true, Ordering::SeqCst) {
+                        let _ = events.try_send(PeerEvent::Failed(FailureKind::Dtls));
+                    }
+                });
+            }
+            RTCIceConnectionState::Failed => self.fail(FailureKind::Ice),
+            _ => {}
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                self.flags.connected.store(true, Ordering::SeqCst);
+                let _ = self.events.send(PeerEvent::Connected).await;
+            }
+            RTCPeerConnectionState::Disconnected => {
+                let _ = self.events.send(PeerEvent::Disconnected).await;
+            }
+            RTCPeerConnectionState::Failed => {
+                let kind = if self.flags.ice_connected.load(Ordering::SeqCst)
+                    && !self.flags.connected.load(Ordering::SeqCst)
+                {
+                    FailureKind::Dtls
+                } else {
+                    FailureKind::Ice
+                };
+                self.fail(kind);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let events = self.events.clone();
+        // The driver must not block: read the track in a task of its own.
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(packet) => {
+                        let audio = RtpAudio {
+                            sequence: packet.header.sequence_number,
+                            timestamp: packet.header.timestamp,
+                            payload: packet.payload.clone(),
+                        };
+                        // Audio that cannot be queued is late anyway: drop it, the jitter
+                        // buffer conceals it.
+                        let _ = events.try_send(PeerEvent::Audio(audio));
+                    }
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// One peer connection with one outgoing Opus track.
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    payload_type: OnceCell<u8>,
+    /// Remote candidates that arrived before the remote description.
+    pending: Mutex<Vec<RTCIceCandidateInit>>,
+}
+
+impl Peer {
+    /// Builds the connection; events (signals to relay, state, audio) arrive on the returned
+    /// channel.
+    pub async fn new(settings: &PeerSettings) -> Result<(Peer, mpsc::Receiver<PeerEvent>), PeerError> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().map_err(webrtc_error)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_error)?;
+        let setting_engine = SettingEngineBuilder::new()
+            // The default mDNS mode binds 0.0.0.0:5353; Calldock does not use mDNS candidates.
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_ice_connection_attempts(Some(settings.check_interval), Some(settings.max_binding_requests))
+            .build();
+        let ice_servers = settings
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
+        if settings.relay_only {
+            configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+        }
+        let (events_tx, events) = mpsc::channel(1024);
+        let flags = Arc::new(Flags {
+            ice_connected: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        });
+        let handler = Arc::new(Handler { events: events_tx, flags, dtls_timeout: settings.dtls_timeout });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration.build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(setting_engine)
+            .with_handler(handler)
+            .with_udp_addrs(settings.udp_bind.clone())
+            .build()
+            .await
+            .map_err(webrtc_error)?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "calldock".to_owned(),
+                    "calldock-audio".to_owned(),
+                    "microphone".to_owned(),
+                    RtpCodecKind::Audio,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                        codec: RTCRtpCodec {
+                            mime_type: MIME_TYPE_OPUS.to_owned(),
+                            clock_rate: 48_000,
+                            channels: 2,
+                            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                            rtcp_feedback: vec![],
+                        },
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .map_err(webrtc_error)?,
+        );
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
+        Ok((Peer { pc, track, sender, ssrc, payload_type: OnceCell::new(), pending: Mutex::new(Vec::new()) }, events))
+    }
+
+    /// Creates and applies an offer; returns it for signaling. With `ice_restart`, new ICE
+    /// credentials make the other side reconnect from scratch.
+    pub async fn offer(&self, ice_restart: bool) -> Result<Signal, PeerError> {
+        if ice_restart {
+            self.pc.restart_ice().await.map_err(webrtc_error)?;
+        }
+        let offer = self.pc.create_offer(None).await.map_err(webrtc_error)?;
+        self.pc.set_local_description(offer).await.map_err(webrtc_error)?;
+        let offer = self
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| webrtc_error("no local description after applying the offer"))?;
+        Ok(Signal::Offer(offer.sdp))
+    }
+
+    /// Applies what the other side sent. For an offer, returns the answer to send back.
+    pub async fn handle_signal(&self, signal: Signal) -> Result<Option<Signal>, PeerError> {
+        match signal {
+            Signal::Offer(sdp) => {
+                let offer =
+                    RTCSessionDescription::offer(sdp).map_err(|e| PeerError::BadRemoteDescription(e.to_string()))?;
+                self.pc
+                    .set_remote_description(offer)
+                    .await
+                    .map_err(|e| PeerError::BadRemoteDescription(e.to_string()))?;
+                self.flush_pending().await?;
+                let answer = self.pc.create_answer(None).await.map_err(webrtc_error)?;
+                self.pc.set_local_description(answer).await.map_err(webrtc_error)?;
+                let answer = self
+                    .pc
+                    .local_description()
+                    .await
+                    .ok_or_else(|| webrtc_error("no local description after answering"))?;
+                Ok(Some(Signal::Answer(answer.sdp)))
+            }
+            Signal::Answer(sdp) => {
+                let answer =
+                    RTCSessionDescription::answer(sdp).map_err(|e| PeerError::BadRemoteDescription(e.to_string()))?;
+                self.pc
+                    .set_remote_description(answer)
+                    .await
+                    .map_err(|e| PeerError::BadRemoteDescription(e.to_string()))?;
+                self.flush_pending().await?;
+                Ok(None)
+            }
+            Signal::Candidate(c) => {
+                if c.candidate.is_empty() {
+                    return Ok(None); // end of candidates: nothing to do for webrtc 0.21
+                }
+                let init = RTCIceCandidateInit {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                    ..Default::default()
+                };
+                if self.pc.remote_description().await.is_some() {
+                    // A malformed candidate from the other side is its problem, not a reason
+                    // to end the call: other candidates may work.
+                    if let Err(e) = self.pc.add_ice_candidate(init).await {
+                        tracing::debug!("ignoring a remote candidate: {e}");
+                    }
+                } else {
+                    let mut pending = self.pending.lock().await;
+                    if pending.len() < 256 {
+                        pending.push(init);
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn flush_pending(&self) -> Result<(), PeerError> {
+        let pending: Vec<_> = std::mem::take(&mut *self.pending.lock().await);
+        for init in pending {
+            if let Err(e) = self.pc.add_ice_candidate(init).await {
+                tracing::debug!("ignoring a remote candidate: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one 20 ms Opus packet. Returns `false` when it was dropped because media is not
+    /// negotiated yet (the first packets of a call, before the answer).
+    pub async fn send_audio(&self, payload: Bytes) -> Result<bool, PeerError> {
+        let pt = match self.payload_type.get() {
+            Some(pt) => *pt,
+            None => {
+                let negotiated = self
+                    .sender
+                    .get_parameters()
+                    .await
+                    .ok()
+                    .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+                let Some(pt) = negotiated else { return Ok(false) };
+                let _ = self.payload_type.set(pt);
+                pt
+            }
+        };
+        let sample = Sample { data: payload, duration: Duration::from_millis(20), ..Sample::new(Instant::now()) };
+        self.track.sample_writer(self.ssrc, pt).write_sample(&sample).await.map_err(webrtc_error)?;
+        Ok(true)
+    }
+
+    pub async fn stats(&self) -> PeerStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let mut stats = PeerStats::default();
+        if let Some(transport) = report.transport() {
+            stats.bytes_sent = transport.bytes_sent;
+            stats.bytes_received = transport.bytes_received;
+            if let Some(RTCStatsReportEntry::IceCandidatePair(pair)) = report.get(&transport.selected_candidate_pair_id)
+            {
+                if pair.responses_received > 0 {
+                    stats.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
+                }
+                // Pair entries name candidates `candidate:X`; candidate entries are
+                // `RTC…IceCandidate_candidate:X`.
+                let kind = |id: &str| {
+                    report.iter().find_map(|e| match e {
+                        RTCStatsReportEntry::LocalCandidate(c) | RTCStatsReportEntry::RemoteCandidate(c)
+                            if !id.is_empty() && c.stats.id.ends_with(id) =>
+                        {
+                            Some(c.candidate_type.to_string())
+                        }
+                        _ => None,
+                    })
+                };
+                stats.local_candidate_type = kind(&pair.local_candidate_id);
+                // A peer-reflexive remote has no entry of its own.
+                stats.remote_candidate_type = kind(&pair.remote_candidate_id).or_else(|| Some("prflx".into()));
+            }
+        }
+        for entry in report.iter() {
+            match entry {
+                RTCStatsReportEntry::Codec(c) if c.mime_type.to_lowercase().contains("opus") => {
+                    stats.codec = Some(c.mime_type.clone());
+                }
+                RTCStatsReportEntry::OutboundRtp(o) => {
+                    stats.packets_sent += o.sent_rtp_stream_stats.packets_sent;
+                }
+                RTCStatsReportEntry::InboundRtp(i) => {
+                    stats.packets_received += i.received_rtp_stream_stats.packets_received;
+                    stats.packets_lost += i.received_rtp_stream_stats.packets_lost;
+                    // Reported in RTP timestamp units (48 kHz), not seconds.
+                    stats.jitter_ms = i.received_rtp_stream_stats.jitter / 48.0;
+                }
+                _ => {}
+            }
+        }
+        stats
+    }
+
+    pub async fn close(&self) {
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!("closing the peer connection: {e}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Two real webrtc peers on 127.0.0.1, signaling relayed in-process as the server would, with
+//! Calldock's audio pipeline on both ends.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use calldock_audio::FRAME_20MS;
+use calldock_audio::codec::OpusSettings;
+use calldock_audio::pipeline::{ReceivePipeline, SendPipeline, test_signal};
+use calldock_audio::processing::ProcessingSwitches;
+use calldock_media::jitter::JitterConfig;
+use calldock_peer::{Peer, PeerEvent, PeerSettings, Signal};
+use calldock_protocol::FailureKind;
+use tokio::sync::mpsc;
+
+/// Relays signals between the two peers (answering offers) until both are connected or one
+/// fails; returns what each side saw, with the time to connect.
+async fn connect(
+    offerer: &Peer,
+    offerer_events: &mut mpsc::Receiver<PeerEvent>,
+    answerer: &Peer,
+    answerer_events: &mut mpsc::Receiver<PeerEvent>,
+    tamper_answer: bool,
+    within: Duration,
+) -> (Option<PeerEvent>, Option<PeerEvent>, Duration) {
+    let started = Instant::now();
+    let Signal::Offer(offer) = offerer.offer(false).await.unwrap() else { unreachable!("offer() returns an offer") };
+    let Some(Signal::Answer(mut answer)) = answerer.handle_signal(Signal::Offer(offer)).await.unwrap() else {
+        panic!("no answer")
+    };
+    if tamper_answer {
+        // Flip one hex digit of the certificate fingerprint.
+        let at = answer.find("a=fingerprint:sha-256 ").expect("answer has a fingerprint") + 22;
+        let digit = answer.as_bytes()[at];
+        let swapped = if digit == b'A' { "B" } else { "A" };
+        answer.replace_range(at..at + 1, swapped);
+    }
+    offerer.handle_signal(Signal::Answer(answer)).await.unwrap();
+    let (mut a, mut b) = (None, None);
+    let deadline = tokio::time::Instant::now() + within;
+    while a.is_none() || b.is_none() {
+        tokio::select! {
+            e = offerer_events.recv() => match e {
+                Some(PeerEvent::Signal(s)) => { answerer.handle_signal(s).await.unwrap(); }
+                Some(e @ (PeerEvent::Connected | PeerEvent::Failed(_))) => { a.get_or_insert(e); }
+                _ => {}
+            },
+            e = answerer_events.recv() => match e {
+                Some(PeerEvent::Signal(s)) => { offerer.handle_signal(s).await.unwrap(); }
+                Some(e @ (PeerEvent::Connected | PeerEvent::Failed(_))) => { b.get_or_insert(e); }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    (a, b, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_crosses_a_real_peer_connection_both_ways() {
+    let settings = PeerSettings::loopback();
+    let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
+    let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
+    let (a, b, took) = connect(&alice, &mut alice_events, &bob, &mut bob_events, false, Duration::from_secs(10)).await;
+    assert_eq!((a, b), (Some(PeerEvent::Connected), Some(PeerEvent::Connected)));
+    println!("offer → both connected: {:.1} ms", took.as_secs_f64() * 1000.0);
+
+    // Alice speaks (paced in real time, as a microphone would); Bob's side decodes.
+    let speech = test_signal::speech_like(3.0);
+    let mut send = SendPipeline::new(48_000, ProcessingSwitches::OFF, OpusSettings::default()).unwrap();
+    let mut packets = Vec::new();
+    send.push_capture(&speech, 0, |p| packets.push(Bytes::copy_from_slice(p))).unwrap();
+    let mut receive = ReceivePipeline::new(JitterConfig { min_delay_ms: 60, ..JitterConfig::default() }).unwrap();
+    let mut heard = Vec::new();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0;
+    let total_ticks = packets.len() + 20;
+    for t in 0..total_ticks {
+        tick.tick().await;
+        if let Some(p) = packets.get(t) {
+            // Bob talks back at the same time, so both directions carry audio.
+            alice.send_audio(p.clone()).await.unwrap();
+            bob.send_audio(p.clone()).await.unwrap();
+            sent += 1;
+        }
+        while let Ok(e) = bob_events.try_recv() {
+            if let PeerEvent::Audio(rtp) = e {
+                receive.push_rtp(start.elapsed().as_millis() as u64, rtp.sequence, rtp.timestamp, &rtp.payload);
+            }
+        }
+        heard.extend_from_slice(receive.next_frame());
+    }
+    let mut alice_heard = 0;
+    while let Ok(e) = alice_events.try_recv() {
+        if matches!(e, PeerEvent::Audio(_)) {
+            alice_heard += 1;
+        }
+    }
+    assert!(alice_heard > sent * 9 / 10, "alice received {alice_heard} of {sent} packets from bob");
+    let (delay, ncc) = calldock_media::analysis::delay_ms(&speech, &heard, 48_000, 500).unwrap();
+    println!("speech through webrtc: ncc {ncc:.3}, delay {delay:.0} ms (jitter buffer included)");
+    assert!(ncc >= 0.8, "ncc {ncc}");
+    assert_eq!(heard.len(), total_ticks * FRAME_20MS);
+
+    let stats = alice.stats().await;
+    assert!(stats.bytes_sent > 0 && stats.bytes_received > 0, "{stats:?}");
+    assert_eq!(stats.local_candidate_type.as_deref(), Some("host"), "{stats:?}");
+    assert!(stats.codec.as_deref().is_some_and(|c| c.to_lowercase().contains("opus")), "{stats:?}");
+    assert!(stats.rtt_ms.is_some_and(|r| r < 50.0), "{stats:?}");
+
+    // An ICE restart keeps the call: renegotiate and reconnect.
+    let Signal::Offer(offer) = alice.offer(true).await.unwrap() else { unreachable!() };
+    let Some(answer) = bob.handle_signal(Signal::Offer(offer)).await.unwrap() else { panic!("no answer") };
+    alice.handle_signal(answer).await.unwrap();
+    let before = bob.stats().await.packets_received;
+    for _ in 0..25 {
+        tick.tick().await;
+        alice.send_audio(packets[0].clone()).await.unwrap();
+        while let Ok(e) = alice_events.try_recv() {
+            if let PeerEvent::Signal(s) = e {
+                bob.handle_signal(s).await.unwrap();
+            }
+        }
+        while let Ok(e) = bob_events.try_recv() {
+            if let PeerEvent::Signal(s) = e {
+                alice.handle_signal(s).await.unwrap();
+            }
+        }
+    }
+    let after = bob.stats().await.packets_received;
+    assert!(after > before + 15, "audio flows after the ICE restart: {before} → {after}");
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_dtls_fingerprint_fails_with_dtls() {
+    let settings = PeerSettings { dtls_timeout: Duration::from_secs(2), ..PeerSettings::loopback() };
+    let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
+    let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
+    let (a, _, took) = connect(&alice, &mut alice_events, &bob, &mut bob_events, true, Duration::from_secs(8)).await;
+    assert_eq!(a, Some(PeerEvent::Failed(FailureKind::Dtls)), "never secure with a forged fingerprint");
+    assert!(took < Duration::from_secs(5), "detected in {took:?}");
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn garbage_remote_descriptions_are_errors() {
+    let (peer, _events) = Peer::new(&PeerSettings::loopback()).await.unwrap();
+    assert!(peer.handle_signal(Signal::Offer("not sdp at all".into())).await.is_err());
+    assert!(peer.handle_signal(Signal::Answer(String::new())).await.is_err());
+    // A junk candidate before any description is buffered, not fatal.
+    let junk = calldock_peer::Candidate { candidate: "candidate:garbage".into(), sdp_mid: None, sdp_mline_index: None };
+    assert!(peer.handle_signal(Signal::Candidate(junk)).await.is_ok());
+    peer.close().await;
+}
