@@ -5,14 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use calldock_call::{CallEvent, Input, MediaEvent, Output, Phone};
+use calldock_peer::Signal as PeerSignal;
 use calldock_protocol::{
-    CallPhase, ClientMessage, DeclineReason, ErrorCode, ParticipantState, ServerMessage, Session, UnixMillis,
+    CallPhase, ClientMessage, DeclineReason, ErrorCode, ParticipantState, SdpKind, ServerMessage, Session, UnixMillis,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::media::{self, FromMedia, MediaConfig, MediaSession, ToMedia};
 use crate::socket::{self, Socket};
 use crate::{EngineConfig, EngineError, EngineEvent, Request, ServerUrl, SignalingState, rest};
 
@@ -48,6 +50,10 @@ pub struct Driver {
     /// A `hang_up_all` waiting for the server's list of calls.
     pending_sync: Option<(String, tokio::sync::oneshot::Sender<Result<usize, EngineError>>)>,
     next_id: u64,
+    /// Media of calls in progress, by call.
+    media: Vec<MediaSession>,
+    media_tx: mpsc::Sender<FromMedia>,
+    media_rx: mpsc::Receiver<FromMedia>,
 }
 
 impl Driver {
@@ -61,6 +67,7 @@ impl Driver {
     ) -> Self {
         let phone = Phone::new(session.user.clone(), session.device.clone(), config.phone);
         let refresh_at = refresh_instant(session.expires_at);
+        let (media_tx, media_rx) = mpsc::channel(256);
         Self {
             config,
             server,
@@ -76,6 +83,9 @@ impl Driver {
             failed: false,
             pending_sync: None,
             next_id: 0,
+            media: Vec::new(),
+            media_tx,
+            media_rx,
         }
     }
 
@@ -89,6 +99,7 @@ impl Driver {
             let connected = self.socket.is_some();
             tokio::select! {
                 frame = next_frame(&mut self.socket), if connected => self.on_frame(frame).await,
+                Some(from_media) = self.media_rx.recv() => self.on_media(from_media).await,
                 request = requests.recv() => match request {
                     None => break,
                     Some(Request::Close(done)) => {
@@ -133,12 +144,18 @@ impl Driver {
                     // While disconnected frames are dropped: the core resyncs on reconnect.
                 }
                 Output::Event(event) => {
-                    if let CallEvent::StartMedia { call_id, .. } = &event {
-                        // Signaling-only media: connected as soon as it is asked for.
-                        let call_id = call_id.clone();
-                        self.emit(EngineEvent::Call(event)).await;
-                        self.feed(Input::Media { call_id, event: MediaEvent::Connected });
-                        continue;
+                    match &event {
+                        CallEvent::StartMedia { call_id, offerer, .. } => {
+                            let call_id = call_id.clone();
+                            let offerer = *offerer;
+                            self.emit(EngineEvent::Call(event)).await;
+                            self.start_media(call_id, offerer);
+                            continue;
+                        }
+                        CallEvent::Ended { call_id, .. } | CallEvent::Replaced { old: call_id, .. } => {
+                            self.stop_media(call_id);
+                        }
+                        _ => {}
                     }
                     self.emit(EngineEvent::Call(event)).await;
                 }
@@ -197,6 +214,30 @@ impl Driver {
                 tracing::warn!("the server refused re-authentication ({code}): {message}");
             }
             return;
+        }
+        match &message {
+            ServerMessage::Sdp { call_id, kind, sdp, .. } => {
+                let signal = match kind {
+                    SdpKind::Offer => PeerSignal::Offer(sdp.clone()),
+                    SdpKind::Answer => PeerSignal::Answer(sdp.clone()),
+                };
+                self.to_media(call_id, ToMedia::Signal(signal));
+                return;
+            }
+            ServerMessage::Ice { call_id, candidate, sdp_mid, sdp_mline_index, .. } => {
+                let candidate = calldock_peer::Candidate {
+                    candidate: candidate.clone(),
+                    sdp_mid: sdp_mid.clone(),
+                    sdp_mline_index: *sdp_mline_index,
+                };
+                self.to_media(call_id, ToMedia::Signal(PeerSignal::Candidate(candidate)));
+                return;
+            }
+            ServerMessage::IceRestart { call_id, .. } => {
+                self.to_media(call_id, ToMedia::RestartIce);
+                return;
+            }
+            _ => {}
         }
         if let ServerMessage::Error { re: None, code: ErrorCode::TokenExpired, .. } = &message {
             // The socket is about to close; the reconnect signs in again.
@@ -265,6 +306,66 @@ impl Driver {
             }
         }
         let _ = reply.send(Ok(ended));
+    }
+
+    fn start_media(&mut self, call_id: calldock_protocol::CallId, offerer: bool) {
+        match self.config.media.clone() {
+            MediaConfig::SignalingOnly => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
+            MediaConfig::Audio { microphone, speaker, peer, processing } => {
+                self.stop_media(&call_id);
+                let session =
+                    media::start(call_id, offerer, microphone, speaker, peer, processing, self.media_tx.clone());
+                self.media.push(session);
+            }
+        }
+    }
+
+    fn stop_media(&mut self, call_id: &calldock_protocol::CallId) {
+        self.media.retain(|m| {
+            if &m.call_id == call_id {
+                let _ = m.to_media.try_send(ToMedia::Stop);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn to_media(&self, call_id: &calldock_protocol::CallId, message: ToMedia) {
+        if let Some(m) = self.media.iter().find(|m| &m.call_id == call_id) {
+            let _ = m.to_media.try_send(message);
+        }
+    }
+
+    async fn on_media(&mut self, from: FromMedia) {
+        match from {
+            FromMedia::Signal { call_id, signal } => {
+                let message = match signal {
+                    PeerSignal::Offer(sdp) => ClientMessage::Sdp { call_id, to: None, kind: SdpKind::Offer, sdp },
+                    PeerSignal::Answer(sdp) => ClientMessage::Sdp { call_id, to: None, kind: SdpKind::Answer, sdp },
+                    PeerSignal::Candidate(c) => ClientMessage::Ice {
+                        call_id,
+                        to: None,
+                        candidate: c.candidate,
+                        sdp_mid: c.sdp_mid,
+                        sdp_mline_index: c.sdp_mline_index,
+                    },
+                };
+                self.next_id += 1;
+                let frame = socket::frame(&format!("e-m-{}", self.next_id), message);
+                if let Some(socket) = self.socket.as_mut()
+                    && let Err(e) = socket.send(frame).await
+                {
+                    self.lost(format!("send failed: {e}"));
+                }
+            }
+            FromMedia::Connected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
+            FromMedia::Disconnected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Disconnected }),
+            FromMedia::Failed { call_id, kind, reason } => {
+                tracing::warn!(%call_id, "media failed: {reason}");
+                self.feed(Input::Media { call_id, event: MediaEvent::Failed(kind) });
+            }
+        }
     }
 
     fn lost(&mut self, reason: String) {

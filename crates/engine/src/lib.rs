@@ -13,8 +13,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Until the media issue lands, a call's media is "signaling only": when the call core asks
-//! for media, the engine reports it connected at once.
+//! With [`media::MediaConfig::SignalingOnly`] a call counts as connected once answered; with
+//! `Audio`, each call gets a WebRTC peer and the audio pipeline ([`media`]).
 
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use calldock_protocol::{CallId, DeviceId, ErrorCode, History, Media, UnixMillis,
 use tokio::sync::{mpsc, oneshot};
 
 mod driver;
+pub mod media;
 mod rest;
 mod socket;
 
@@ -42,6 +43,7 @@ pub struct EngineConfig {
     /// First reconnect delay; it doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    pub media: media::MediaConfig,
 }
 
 impl EngineConfig {
@@ -54,6 +56,7 @@ impl EngineConfig {
             phone: PhoneConfig::default(),
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
+            media: media::MediaConfig::SignalingOnly,
         }
     }
 }

@@ -253,3 +253,73 @@ async fn glare_through_the_server_ends_in_one_connected_call() {
     }
     server.shutdown().await;
 }
+
+/// Two engines with real media: WAV files as microphones and speakers, webrtc peers on
+/// loopback, the reference server relaying SDP and ICE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_from_each_microphone_reaches_the_other_speaker() {
+    use calldock_audio::pipeline::test_signal;
+    use calldock_audio::wav::{WavSpeaker, read_mono};
+    use calldock_engine::media::{MediaConfig, Microphone, Speaker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, samples: &[f32]| {
+        let path = dir.path().join(name);
+        let mut w = WavSpeaker::create(&path).unwrap();
+        w.write(samples).unwrap();
+        w.finish().unwrap();
+        path
+    };
+    let alice_says = test_signal::speech_like(3.0);
+    let bob_says: Vec<f32> = test_signal::speech_like(5.0)[96_000..].to_vec();
+    let alice_mic = write("alice-mic.wav", &alice_says);
+    let bob_mic = write("bob-mic.wav", &bob_says);
+    let alice_ear = dir.path().join("alice-speaker.wav");
+    let bob_ear = dir.path().join("bob-speaker.wav");
+    let media = |mic: &std::path::Path, ear: &std::path::Path| MediaConfig::Audio {
+        microphone: Microphone::Wav(mic.to_owned()),
+        speaker: Speaker::Wav(ear.to_owned()),
+        peer: calldock_peer::PeerSettings::loopback(),
+        processing: calldock_audio::processing::ProcessingSwitches::OFF,
+    };
+
+    let server = start(ServerConfig::default()).await;
+    let base = server.base_url();
+    let mut alice_config = engine_config(&base, "alice");
+    alice_config.media = media(&alice_mic, &alice_ear);
+    let mut bob_config = engine_config(&base, "bob");
+    bob_config.media = media(&bob_mic, &bob_ear);
+    let (alice, mut alice_events) = Engine::connect(alice_config).await.unwrap();
+    let (bob, mut bob_events) = Engine::connect(bob_config).await.unwrap();
+
+    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
+    let incoming = until(&mut bob_events, |e| match e {
+        EngineEvent::Call(CallEvent::Incoming { call_id, .. }) => Some(call_id.clone()),
+        _ => None,
+    })
+    .await;
+    bob.accept(incoming, Media::Audio).await.unwrap();
+    for events in [&mut alice_events, &mut bob_events] {
+        until(events, |e| match e {
+            EngineEvent::Call(CallEvent::StateChanged { state: CallState::Connected, .. }) => Some(()),
+            EngineEvent::Call(CallEvent::Ended { reason, .. }) => panic!("call ended: {reason:?}"),
+            _ => None,
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(3600)).await;
+    alice.hangup(call).await.unwrap();
+    for events in [&mut alice_events, &mut bob_events] {
+        until(events, |e| matches!(e, EngineEvent::Call(CallEvent::Ended { .. })).then_some(())).await;
+    }
+    // The sessions finish their files as they stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (said, heard, who) in [(&alice_says, &bob_ear, "alice → bob"), (&bob_says, &alice_ear, "bob → alice")] {
+        let (samples, rate) = read_mono(heard).unwrap();
+        assert_eq!(rate, 48_000);
+        let (delay, ncc) = calldock_media::analysis::delay_ms(said, &samples, 48_000, 2000).expect("audio to compare");
+        println!("{who}: ncc {ncc:.3}, speaker file lags the microphone file by {delay:.0} ms");
+        assert!(ncc >= 0.8, "{who}: ncc {ncc}");
+    }
+    server.shutdown().await;
+}
