@@ -89,12 +89,31 @@ pub struct Account {
     pub device: String,
 }
 
+/// The call's audio. Without --mic and --speaker a call carries no media (signaling only).
+#[derive(clap::Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Microphone: a WAV file (played once, then silence), or `silence`.
+    #[arg(long)]
+    pub mic: Option<String>,
+    /// Speaker: a WAV file to write what is heard into, or `null`.
+    #[arg(long)]
+    pub speaker: Option<String>,
+    /// Local UDP address for media; 127.0.0.1:0 keeps a call on this machine.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    pub bind: String,
+    /// Turn off echo cancellation, noise suppression and gain control.
+    #[arg(long)]
+    pub no_processing: bool,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct CallArgs {
     /// Who to call (`echo` is the server's echo test).
     pub to: String,
     #[command(flatten)]
     pub account: Account,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Video call (default: audio).
     #[arg(long)]
     pub video: bool,
@@ -110,6 +129,8 @@ pub struct CallArgs {
 pub struct AnswerArgs {
     #[command(flatten)]
     pub account: Account,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Decline the call instead of answering.
     #[arg(long)]
     pub decline: bool,

@@ -11,7 +11,10 @@ use calldock_protocol::{CallId, Direction, Media};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::cli::{Account, AnswerArgs, CallArgs, exit};
+use calldock_audio::processing::ProcessingSwitches;
+use calldock_engine::media::{MediaConfig, Microphone, Speaker};
+
+use crate::cli::{Account, AnswerArgs, CallArgs, MediaArgs, exit};
 
 fn say(json_mode: bool, human: impl AsRef<str>, value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -33,10 +36,49 @@ fn fail(error: &EngineError) -> u8 {
 }
 
 async fn connect(account: &Account) -> Result<(Engine, mpsc::Receiver<EngineEvent>), u8> {
+    connect_with_media(account, MediaConfig::SignalingOnly).await
+}
+
+async fn connect_with_media(
+    account: &Account,
+    media: MediaConfig,
+) -> Result<(Engine, mpsc::Receiver<EngineEvent>), u8> {
     let mut config = EngineConfig::new(account.server.clone(), account.user.as_str());
     config.display_name = account.name.clone();
     config.device = Some(account.device.as_str().into());
+    config.media = media;
     Engine::connect(config).await.map_err(|e| fail(&e))
+}
+
+/// Turns `--mic`/`--speaker` into the engine's media setting, or says what is wrong.
+fn media_config(args: &MediaArgs) -> Result<MediaConfig, String> {
+    if args.mic.is_none() && args.speaker.is_none() {
+        return Ok(MediaConfig::SignalingOnly);
+    }
+    let is_wav = |s: &str| s.to_lowercase().ends_with(".wav");
+    let microphone = match args.mic.as_deref() {
+        None | Some("silence") => Microphone::Silence,
+        Some(f) if is_wav(f) => {
+            if !std::path::Path::new(f).is_file() {
+                return Err(format!("--mic {f}: no such file"));
+            }
+            Microphone::Wav(f.into())
+        }
+        Some(other) => {
+            return Err(format!("--mic {other}: sound devices are not supported yet; give a WAV file or `silence`"));
+        }
+    };
+    let speaker = match args.speaker.as_deref() {
+        None | Some("null") => Speaker::Null,
+        Some(f) if is_wav(f) => Speaker::Wav(f.into()),
+        Some(other) => {
+            return Err(format!("--speaker {other}: sound devices are not supported yet; give a WAV file or `null`"));
+        }
+    };
+    let peer =
+        calldock_peer::PeerSettings { udp_bind: vec![args.bind.clone()], ..calldock_peer::PeerSettings::default() };
+    let processing = if args.no_processing { ProcessingSwitches::OFF } else { ProcessingSwitches::default() };
+    Ok(MediaConfig::Audio { microphone, speaker, peer, processing })
 }
 
 fn reason_text(reason: EndReason, by_name: Option<&str>) -> String {
@@ -157,7 +199,14 @@ fn on_signaling(state: &SignalingState, json_mode: bool) -> Option<u8> {
 }
 
 pub async fn call(args: CallArgs) -> u8 {
-    let (engine, mut events) = match connect(&args.account).await {
+    let media = match media_config(&args.media) {
+        Ok(m) => m,
+        Err(message) => {
+            eprintln!("calldock: {message}");
+            return exit::USAGE;
+        }
+    };
+    let (engine, mut events) = match connect_with_media(&args.account, media).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -212,7 +261,14 @@ async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch
 }
 
 pub async fn answer(args: AnswerArgs) -> u8 {
-    let (engine, mut events) = match connect(&args.account).await {
+    let media = match media_config(&args.media) {
+        Ok(m) => m,
+        Err(message) => {
+            eprintln!("calldock: {message}");
+            return exit::USAGE;
+        }
+    };
+    let (engine, mut events) = match connect_with_media(&args.account, media).await {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -197,3 +197,67 @@ fn conformance_fails_against_something_that_is_not_a_calldock_server() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     assert_eq!(report["passed"], 0, "{report}");
 }
+
+#[test]
+fn a_missing_microphone_file_is_a_usage_error() {
+    let out = calldock().args(["call", "bob", "--user", "alice", "--mic", "/nonexistent/speech.wav"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--mic /nonexistent/speech.wav: no such file"), "{}", text(&out));
+    let out = calldock().args(["call", "bob", "--user", "alice", "--speaker", "hw:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("give a WAV file"), "{}", text(&out));
+}
+
+/// Real speech from espeak-ng (installed by scripts/test), resampled to 48 kHz for comparing.
+fn speak(dir: &std::path::Path, name: &str, text: &str) -> (std::path::PathBuf, Vec<f32>) {
+    let path = dir.join(name);
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-w", path.to_str().unwrap(), text])
+        .status()
+        .expect("espeak-ng is installed (scripts/test installs it)");
+    assert!(status.success());
+    let (samples, rate) = calldock_audio::wav::read_mono(&path).unwrap();
+    let mut resampler = calldock_audio::resample::Resampler::new(rate).unwrap();
+    let mut at48 = Vec::new();
+    resampler.push(&samples, |f| at48.extend_from_slice(f)).unwrap();
+    (path, at48)
+}
+
+/// Processing is off: a WAV microphone has no acoustic echo to cancel.
+#[test]
+fn two_processes_hold_an_audio_call_with_wav_devices() {
+    let server = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (alice_mic, alice_says) = speak(dir.path(), "alice.wav", "Hello Bob, this is Alice calling to test the line.");
+    let (bob_mic, bob_says) = speak(dir.path(), "bob.wav", "Hi Alice, I can hear you clearly. How are you today?");
+    let (alice_ear, bob_ear) = (dir.path().join("alice-heard.wav"), dir.path().join("bob-heard.wav"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let media = |mic: &std::path::Path, ear: &std::path::Path| {
+        vec![
+            "--mic".to_owned(),
+            s(mic),
+            "--speaker".into(),
+            s(ear),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+            "--no-processing".into(),
+        ]
+    };
+    let bob_args: Vec<String> =
+        ["--user", "bob"].iter().map(|a| a.to_string()).chain(media(&bob_mic, &bob_ear)).collect();
+    let (bob, _) = answerer(&server, &bob_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let alice_args: Vec<String> = ["call", "bob", "--user", "alice", "--duration", "4.5"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(media(&alice_mic, &alice_ear))
+        .collect();
+    let alice = run(&server, &alice_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(alice.status.code(), Some(0), "{}", text(&alice));
+    assert_eq!(wait(bob, Duration::from_secs(10)), 0);
+    for (said, heard, who) in [(&alice_says, &bob_ear, "alice → bob"), (&bob_says, &alice_ear, "bob → alice")] {
+        let (samples, _) = calldock_audio::wav::read_mono(heard).expect("speaker file written");
+        let (delay, ncc) = calldock_media::analysis::delay_ms(said, &samples, 48_000, 2000).expect("audio to compare");
+        println!("{who}: ncc {ncc:.3}, speaker file behind microphone file by {delay:.0} ms");
+        assert!(ncc >= 0.8, "{who}: ncc {ncc}");
+    }
+}

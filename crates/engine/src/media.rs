@@ -195,6 +195,7 @@ async fn run(
             }
         }
     };
+    tracing::info!(%call_id, stats = ?receive.stats(), "media session ends");
     if let Some(file) = speaker_file {
         let _ = file.finish();
     }
