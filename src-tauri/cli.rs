@@ -174,6 +174,9 @@ pub struct ServeArgs {
     /// Requests per second one connection may send, sustained.
     #[arg(long, default_value_t = 100)]
     pub rate_per_second: u32,
+    /// Local UDP address for the echo bot's media; 127.0.0.1:0 serves only this machine.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    pub media_bind: String,
 }
 
 pub async fn run(args: Args) -> u8 {
@@ -209,6 +212,10 @@ async fn serve_command(args: ServeArgs) -> u8 {
         }),
         stun_uris: args.stun_uri,
         rate_per_second: args.rate_per_second,
+        echo_peer: calldock_peer::PeerSettings {
+            udp_bind: vec![args.media_bind],
+            ..calldock_peer::PeerSettings::default()
+        },
     };
     let server = match calldock_server::start(config).await {
         Ok(s) => s,

@@ -261,3 +261,35 @@ fn two_processes_hold_an_audio_call_with_wav_devices() {
         assert!(ncc >= 0.8, "{who}: ncc {ncc}");
     }
 }
+
+/// The echo test: the caller's own speech comes back from the server's echo bot.
+#[test]
+fn echo_test_returns_the_callers_speech() {
+    let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (mic, said) = speak(dir.path(), "me.wav", "Testing, one, two, three. Can you hear me?");
+    let ear = dir.path().join("echo.wav");
+    let out = run(
+        &server,
+        &[
+            "call",
+            "echo",
+            "--user",
+            "alice",
+            "--mic",
+            mic.to_str().unwrap(),
+            "--speaker",
+            ear.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--no-processing",
+            "--duration",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (heard, _) = calldock_audio::wav::read_mono(&ear).expect("speaker file written");
+    let (delay, ncc) = calldock_media::analysis::delay_ms(&said, &heard, 48_000, 2000).expect("audio to compare");
+    println!("echo: ncc {ncc:.3}, back {delay:.0} ms after the microphone file started");
+    assert!(ncc >= 0.8, "ncc {ncc}");
+}

@@ -9,6 +9,7 @@ use calldock_switchboard::{Input, Output, Record, SessionId, Switchboard};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::echo::EchoBot;
+use crate::echo_media::EchoMedia;
 use crate::store::Store;
 
 /// The echo bot's session; client sessions are numbered from [`FIRST_CLIENT_SESSION`].
@@ -46,6 +47,7 @@ struct Actor {
     store: Store,
     outboxes: HashMap<SessionId, mpsc::Sender<Outbound>>,
     bot: EchoBot,
+    echo_media: EchoMedia,
     bot_requests: VecDeque<ClientMessage>,
     bot_request_id: u64,
     next_timeout: Option<UnixMillis>,
@@ -58,12 +60,15 @@ pub async fn run(
     store: Store,
     mut rx: mpsc::Receiver<ActorMsg>,
     mut stop: watch::Receiver<bool>,
+    echo_peer: calldock_peer::PeerSettings,
 ) {
+    let (media_requests_tx, mut media_requests) = mpsc::channel(1024);
     let mut actor = Actor {
         switchboard,
         store,
         outboxes: HashMap::new(),
         bot: EchoBot::default(),
+        echo_media: EchoMedia::new(echo_peer, media_requests_tx),
         bot_requests: VecDeque::new(),
         bot_request_id: 0,
         next_timeout: None,
@@ -88,6 +93,10 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
+            }
+            Some(request) = media_requests.recv() => {
+                // The echo bot's media signaling, sent as the bot.
+                actor.bot_requests.push_back(request);
             }
             _ = tokio::time::sleep(wait) => {
                 actor.switchboard.handle_input(crate::now(), Input::Timeout);
@@ -162,6 +171,7 @@ impl Actor {
 
     fn deliver(&mut self, session: SessionId, message: ServerMessage) {
         if session == ECHO_SESSION {
+            self.echo_media.on_message(&message);
             let requests = self.bot.on_message(&message);
             self.bot_requests.extend(requests);
             return;

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 mod actor;
 mod echo;
+mod echo_media;
 mod rest;
 pub mod store;
 pub mod token;
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub stun_uris: Vec<String>,
     /// Requests one connection may send per second, sustained (bursts of twice that pass).
     pub rate_per_second: u32,
+    /// The echo bot's peer connections (where it gathers candidates, which ICE servers).
+    pub echo_peer: calldock_peer::PeerSettings,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,9 @@ impl Default for ServerConfig {
             turn: None,
             stun_uris: Vec::new(),
             rate_per_second: 100,
+            // Loopback unless told otherwise: a server started for tests or embedded for one
+            // user talks to clients on the same machine.
+            echo_peer: calldock_peer::PeerSettings::loopback(),
         }
     }
 }
@@ -150,7 +156,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let (stop, stop_rx) = watch::channel(false);
     let (actor_tx, actor_rx) = mpsc::channel(16 * 1024);
-    let actor = tokio::spawn(actor::run(switchboard, store.clone(), actor_rx, stop_rx.clone()));
+    let echo_peer = config.echo_peer.clone();
+    let actor = tokio::spawn(actor::run(switchboard, store.clone(), actor_rx, stop_rx.clone(), echo_peer));
     let shared = Arc::new(Shared {
         config,
         store,
