@@ -104,6 +104,9 @@ pub struct MediaArgs {
     /// Turn off echo cancellation, noise suppression and gain control.
     #[arg(long)]
     pub no_processing: bool,
+    /// Print call statistics every second (RTT, jitter, loss, bitrate, MOS).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -12,8 +12,10 @@ fn main() -> ExitCode {
     let args = cli::Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
+            // webrtc warns about routine events (a STUN packet for a finished session); its
+            // errors still show.
             tracing_subscriber::EnvFilter::try_from_env("CALLDOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc=error,webrtc=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -132,6 +132,37 @@ struct CallWatch {
     connected: bool,
     duration: Option<Duration>,
     json: bool,
+    stats: bool,
+}
+
+fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
+    let rtt = s.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "-".into());
+    let path =
+        format!("{}→{}", s.local_candidate.as_deref().unwrap_or("?"), s.remote_candidate.as_deref().unwrap_or("?"));
+    say(
+        json_mode,
+        format!(
+            "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} %, send {:.0} kb/s, receive {:.0} kb/s, {}, {path}, \
+             level {:.0} dBFS, jitter buffer {} ms, concealed {}, MOS {:.2} ({})",
+            s.jitter_ms,
+            s.loss_percent,
+            s.send_kbps,
+            s.receive_kbps,
+            s.codec.as_deref().unwrap_or("-"),
+            s.audio_level_dbfs,
+            s.jitter_buffer_delay_ms,
+            s.concealed_samples,
+            s.mos,
+            s.quality
+        ),
+        json!({
+            "event": "stats", "rtt_ms": s.rtt_ms, "jitter_ms": s.jitter_ms, "loss_percent": s.loss_percent,
+            "send_kbps": s.send_kbps, "receive_kbps": s.receive_kbps, "codec": s.codec,
+            "local_candidate": s.local_candidate, "remote_candidate": s.remote_candidate,
+            "audio_level_dbfs": s.audio_level_dbfs, "jitter_buffer_delay_ms": s.jitter_buffer_delay_ms,
+            "concealed_samples": s.concealed_samples, "mos": s.mos, "quality": s.quality.as_str(),
+        }),
+    );
 }
 
 enum Step {
@@ -220,8 +251,13 @@ pub async fn call(args: CallArgs) -> u8 {
         format!("calling {} ({media:?})", args.to).to_lowercase(),
         json!({"event": "calling", "to": args.to, "call_id": call_id.as_str()}),
     );
-    let mut watch =
-        CallWatch { call_id, connected: false, duration: args.duration.map(Duration::from_secs_f64), json: args.json };
+    let mut watch = CallWatch {
+        call_id,
+        connected: false,
+        duration: args.duration.map(Duration::from_secs_f64),
+        json: args.json,
+        stats: args.media.stats,
+    };
     follow(&engine, &mut events, &mut watch).await
 }
 
@@ -242,6 +278,11 @@ async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch
                 Some(EngineEvent::Signaling(state)) => {
                     if let Some(code) = on_signaling(&state, watch.json) {
                         return code;
+                    }
+                }
+                Some(EngineEvent::Stats { call_id, stats }) => {
+                    if watch.stats && call_id == watch.call_id {
+                        print_stats(watch.json, &stats);
                     }
                 }
                 Some(EngineEvent::TokenRefreshed { .. }) => {}
@@ -323,6 +364,7 @@ pub async fn answer(args: AnswerArgs) -> u8 {
             connected: false,
             duration: args.duration.map(Duration::from_secs_f64),
             json: args.json,
+            stats: args.media.stats,
         };
         last = follow(&engine, &mut events, &mut watch).await;
     }

@@ -359,6 +359,7 @@ impl Driver {
                     self.lost(format!("send failed: {e}"));
                 }
             }
+            FromMedia::Stats { call_id, stats } => self.emit(EngineEvent::Stats { call_id, stats }).await,
             FromMedia::Connected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
             FromMedia::Disconnected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Disconnected }),
             FromMedia::Failed { call_id, kind, reason } => {

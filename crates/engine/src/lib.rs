@@ -87,6 +87,11 @@ pub enum EngineEvent {
     TokenRefreshed {
         expires_at: UnixMillis,
     },
+    /// Once a second during a call with media.
+    Stats {
+        call_id: CallId,
+        stats: media::CallStats,
+    },
 }
 
 /// Errors a person can act on; [`EngineError::code`] is stable for UIs and scripts.

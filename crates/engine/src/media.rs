@@ -57,9 +57,31 @@ pub enum ToMedia {
     Stop,
 }
 
+/// One second of a call's media, SPEC §5.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStats {
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: f64,
+    /// Packets lost in the last interval, percent of those expected.
+    pub loss_percent: f64,
+    pub send_kbps: f64,
+    pub receive_kbps: f64,
+    pub codec: Option<String>,
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub local_candidate: Option<String>,
+    pub remote_candidate: Option<String>,
+    /// What was received in the last interval, dBFS.
+    pub audio_level_dbfs: f64,
+    pub jitter_buffer_delay_ms: u32,
+    pub concealed_samples: u64,
+    pub mos: f64,
+    pub quality: calldock_media::quality::QualityLabel,
+}
+
 /// From a session to the driver.
 #[derive(Debug)]
 pub enum FromMedia {
+    Stats { call_id: CallId, stats: CallStats },
     Signal { call_id: CallId, signal: Signal },
     Connected(CallId),
     Disconnected(CallId),
@@ -133,6 +155,9 @@ async fn run(
     let started = Instant::now();
     let mut connected = false;
     let mut mic_position = 0;
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    stats_tick.tick().await;
+    let mut last = (0u64, 0u64, 0u64, 0u64); // bytes sent, bytes received, received, lost
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
@@ -166,6 +191,37 @@ async fn run(
                     receive.push_rtp(started.elapsed().as_millis() as u64, rtp.sequence, rtp.timestamp, &rtp.payload);
                 }
             },
+            _ = stats_tick.tick(), if connected => {
+                let peer_stats = peer.stats().await;
+                let rx = receive.stats();
+                let lost = rx.jitter.lost + rx.jitter.late;
+                let received = rx.jitter.received;
+                let expected = (received - last.2) + (lost - last.3);
+                let loss_percent = if expected == 0 { 0.0 } else { 100.0 * (lost - last.3) as f64 / expected as f64 };
+                let sample = calldock_media::quality::NetworkSample {
+                    rtt_ms: peer_stats.rtt_ms.unwrap_or(0.0),
+                    jitter_ms: rx.jitter.jitter_ms,
+                    loss_percent,
+                };
+                let mos = calldock_media::quality::mos(sample);
+                let stats = CallStats {
+                    rtt_ms: peer_stats.rtt_ms,
+                    jitter_ms: rx.jitter.jitter_ms,
+                    loss_percent,
+                    send_kbps: peer_stats.bytes_sent.saturating_sub(last.0) as f64 * 8.0 / 1000.0,
+                    receive_kbps: peer_stats.bytes_received.saturating_sub(last.1) as f64 * 8.0 / 1000.0,
+                    codec: peer_stats.codec.clone(),
+                    local_candidate: peer_stats.local_candidate_type.clone(),
+                    remote_candidate: peer_stats.remote_candidate_type.clone(),
+                    audio_level_dbfs: rx.level_dbfs,
+                    jitter_buffer_delay_ms: rx.jitter.buffered_ms,
+                    concealed_samples: rx.concealed_samples,
+                    mos,
+                    quality: calldock_media::quality::QualityLabel::of(mos),
+                };
+                last = (peer_stats.bytes_sent, peer_stats.bytes_received, received, lost);
+                let _ = out.send(FromMedia::Stats { call_id: call_id.clone(), stats }).await;
+            }
             _ = tick.tick() => {
                 // Playout: 20 ms to the speaker, and the same frames as the echo reference.
                 let frame = *receive.next_frame();
