@@ -50,6 +50,15 @@ async fn connect_with_media(
     Engine::connect(config).await.map_err(|e| fail(&e))
 }
 
+/// Signs in with the media the flags ask for; bad flags are a usage error.
+async fn connect_for_calls(account: &Account, media: &MediaArgs) -> Result<(Engine, mpsc::Receiver<EngineEvent>), u8> {
+    let media = media_config(media).map_err(|message| {
+        eprintln!("calldock: {message}");
+        exit::USAGE
+    })?;
+    connect_with_media(account, media).await
+}
+
 /// Turns `--mic`/`--speaker` into the engine's media setting, or says what is wrong.
 fn media_config(args: &MediaArgs) -> Result<MediaConfig, String> {
     if args.mic.is_none() && args.speaker.is_none() {
@@ -230,14 +239,7 @@ fn on_signaling(state: &SignalingState, json_mode: bool) -> Option<u8> {
 }
 
 pub async fn call(args: CallArgs) -> u8 {
-    let media = match media_config(&args.media) {
-        Ok(m) => m,
-        Err(message) => {
-            eprintln!("calldock: {message}");
-            return exit::USAGE;
-        }
-    };
-    let (engine, mut events) = match connect_with_media(&args.account, media).await {
+    let (engine, mut events) = match connect_for_calls(&args.account, &args.media).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -302,14 +304,7 @@ async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch
 }
 
 pub async fn answer(args: AnswerArgs) -> u8 {
-    let media = match media_config(&args.media) {
-        Ok(m) => m,
-        Err(message) => {
-            eprintln!("calldock: {message}");
-            return exit::USAGE;
-        }
-    };
-    let (engine, mut events) = match connect_with_media(&args.account, media).await {
+    let (engine, mut events) = match connect_for_calls(&args.account, &args.media).await {
         Ok(c) => c,
         Err(code) => return code,
     };
