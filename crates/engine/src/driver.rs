@@ -54,6 +54,7 @@ pub struct Driver {
     media: Vec<MediaSession>,
     media_tx: mpsc::Sender<FromMedia>,
     media_rx: mpsc::Receiver<FromMedia>,
+    muted: bool,
 }
 
 impl Driver {
@@ -86,6 +87,7 @@ impl Driver {
             media: Vec::new(),
             media_tx,
             media_rx,
+            muted: false,
         }
     }
 
@@ -110,6 +112,12 @@ impl Driver {
                         break;
                     }
                     Some(Request::HangUpAll(reply)) => self.hang_up_all(reply).await,
+                    Some(Request::SetMuted(muted)) => {
+                        self.muted = muted;
+                        for m in &self.media {
+                            let _ = m.to_media.try_send(ToMedia::Mute(muted));
+                        }
+                    }
                     Some(Request::Calls(reply)) => {
                         let _ = reply.send(self.phone.calls().cloned().collect());
                     }
@@ -315,6 +323,7 @@ impl Driver {
                 self.stop_media(&call_id);
                 let session =
                     media::start(call_id, offerer, microphone, speaker, peer, processing, self.media_tx.clone());
+                let _ = session.to_media.try_send(ToMedia::Mute(self.muted));
                 self.media.push(session);
             }
         }

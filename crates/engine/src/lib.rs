@@ -154,6 +154,7 @@ enum Request {
     Command(Command, oneshot::Sender<Result<(), CommandError>>),
     Calls(oneshot::Sender<Vec<CallView>>),
     HangUpAll(oneshot::Sender<Result<usize, EngineError>>),
+    SetMuted(bool),
     Close(oneshot::Sender<()>),
 }
 
@@ -216,6 +217,12 @@ impl Engine {
 
     pub async fn hangup(&self, call_id: CallId) -> Result<(), EngineError> {
         self.command(Command::Hangup { call_id }).await
+    }
+
+    /// Mutes or unmutes this device's microphone in every call (and calls to come). The
+    /// call and its track go on; the other side hears silence.
+    pub async fn set_muted(&self, muted: bool) -> Result<(), EngineError> {
+        self.requests.send(Request::SetMuted(muted)).await.map_err(|_| EngineError::Stopped)
     }
 
     /// This device's calls: live ones, then recently ended ones.

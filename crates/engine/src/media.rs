@@ -54,6 +54,8 @@ pub enum ToMedia {
     Signal(Signal),
     /// The other side asks for an ICE restart (offerer: send a restart offer).
     RestartIce,
+    /// Microphone muted or not: the track keeps running and carries silence (DTX).
+    Mute(bool),
     Stop,
 }
 
@@ -155,6 +157,7 @@ async fn run(
     let started = Instant::now();
     let mut connected = false;
     let mut mic_position = 0;
+    let (mut sent_packets, mut unsent_packets) = (0u64, 0u64);
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     stats_tick.tick().await;
     let mut last = (0u64, 0u64, 0u64, 0u64); // bytes sent, bytes received, received, lost
@@ -169,6 +172,7 @@ async fn run(
                     Ok(None) => {}
                     Err(e) => break Err((FailureKind::Dtls, e.to_string())),
                 },
+                Some(ToMedia::Mute(muted)) => send.set_muted(muted),
                 Some(ToMedia::RestartIce) => {
                     if offerer {
                         match peer.offer(true).await {
@@ -244,14 +248,19 @@ async fn run(
                 let mut packets: Vec<Bytes> = Vec::with_capacity(1);
                 send.push_capture(&chunk, 0, |p| packets.push(Bytes::copy_from_slice(p))).map_err(|e| media(&e))?;
                 for p in packets {
-                    if let Err(e) = peer.send_audio(p).await {
-                        tracing::debug!("audio packet not sent: {e}");
+                    match peer.send_audio(p).await {
+                        Ok(true) => sent_packets += 1,
+                        Ok(false) => unsent_packets += 1,
+                        Err(e) => {
+                            unsent_packets += 1;
+                            tracing::debug!("audio packet not sent: {e}");
+                        }
                     }
                 }
             }
         }
     };
-    tracing::info!(%call_id, stats = ?receive.stats(), "media session ends");
+    tracing::info!(%call_id, sent_packets, unsent_packets, stats = ?receive.stats(), "media session ends");
     if let Some(file) = speaker_file {
         let _ = file.finish();
     }

@@ -323,3 +323,72 @@ async fn speech_from_each_microphone_reaches_the_other_speaker() {
     }
     server.shutdown().await;
 }
+
+/// Muting keeps the call and the track: the other side hears a stretch of silence, then the
+/// speech again after unmuting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_sends_silence_and_unmute_brings_speech_back() {
+    use calldock_audio::pipeline::test_signal;
+    use calldock_audio::wav::{WavSpeaker, read_mono};
+    use calldock_engine::media::{MediaConfig, Microphone, Speaker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mic = dir.path().join("alice.wav");
+    let mut w = WavSpeaker::create(&mic).unwrap();
+    w.write(&test_signal::speech_like(8.0)).unwrap();
+    w.finish().unwrap();
+    let ear = dir.path().join("bob-heard.wav");
+    let media = |microphone, speaker| MediaConfig::Audio {
+        microphone,
+        speaker,
+        peer: calldock_peer::PeerSettings::loopback(),
+        processing: calldock_audio::processing::ProcessingSwitches::OFF,
+    };
+    let server = start(ServerConfig::default()).await;
+    let base = server.base_url();
+    let mut alice_config = engine_config(&base, "alice");
+    alice_config.media = media(Microphone::Wav(mic.clone()), Speaker::Null);
+    let mut bob_config = engine_config(&base, "bob");
+    bob_config.media = media(Microphone::Silence, Speaker::Wav(ear.clone()));
+    let (alice, mut alice_events) = Engine::connect(alice_config).await.unwrap();
+    let (bob, mut bob_events) = Engine::connect(bob_config).await.unwrap();
+    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
+    let incoming = until(&mut bob_events, |e| match e {
+        EngineEvent::Call(CallEvent::Incoming { call_id, .. }) => Some(call_id.clone()),
+        _ => None,
+    })
+    .await;
+    bob.accept(incoming, Media::Audio).await.unwrap();
+    until(&mut alice_events, |e| {
+        matches!(e, EngineEvent::Call(CallEvent::StateChanged { state: CallState::Connected, .. })).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice.set_muted(true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    alice.set_muted(false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let still = alice.calls().await.unwrap();
+    assert!(still.iter().any(|c| c.id == call && c.state == CallState::Connected), "the call went on: {still:?}");
+    alice.hangup(call).await.unwrap();
+    until(&mut bob_events, |e| matches!(e, EngineEvent::Call(CallEvent::Ended { .. })).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (heard, _) = read_mono(&ear).unwrap();
+    // Levels per 100 ms.
+    let levels: Vec<f64> = heard.chunks(4800).map(calldock_media::level::rms_dbfs).collect();
+    let first_speech = levels.iter().position(|&l| l > -40.0).expect("speech arrived before muting");
+    let mut longest_silence = (0, 0); // (length, start)
+    let mut run = 0;
+    for (i, &l) in levels.iter().enumerate().skip(first_speech) {
+        run = if l < -55.0 { run + 1 } else { 0 };
+        if run > longest_silence.0 {
+            longest_silence = (run, i + 1 - run);
+        }
+    }
+    println!("levels (dBFS per 100 ms): {:?}", levels.iter().map(|l| *l as i32).collect::<Vec<_>>());
+    assert!(longest_silence.0 >= 13, "a muted stretch of ≥ 1.3 s: longest {:?}", longest_silence);
+    let after = longest_silence.1 + longest_silence.0;
+    assert!(levels[after..].iter().any(|&l| l > -40.0), "speech again after unmuting");
+    server.shutdown().await;
+}
