@@ -186,6 +186,7 @@ async fn run(
                 None => break Err((FailureKind::Media, "the peer connection stopped".into())),
                 Some(PeerEvent::Signal(s)) => { let _ = out.send(signal(s)).await; }
                 Some(PeerEvent::Connected) => {
+                    tracing::info!(%call_id, offerer, after_ms = started.elapsed().as_millis() as u64, "media connected");
                     connected = true;
                     let _ = out.send(FromMedia::Connected(call_id.clone())).await;
                 }
