@@ -174,6 +174,12 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
     );
 }
 
+impl CallWatch {
+    fn new(call_id: CallId, hang_up_after_seconds: Option<f64>, json: bool, stats: bool) -> Self {
+        Self { call_id, connected: false, duration: hang_up_after_seconds.map(Duration::from_secs_f64), json, stats }
+    }
+}
+
 enum Step {
     Continue,
     Done(u8),
@@ -253,13 +259,7 @@ pub async fn call(args: CallArgs) -> u8 {
         format!("calling {} ({media:?})", args.to).to_lowercase(),
         json!({"event": "calling", "to": args.to, "call_id": call_id.as_str()}),
     );
-    let mut watch = CallWatch {
-        call_id,
-        connected: false,
-        duration: args.duration.map(Duration::from_secs_f64),
-        json: args.json,
-        stats: args.media.stats,
-    };
+    let mut watch = CallWatch::new(call_id, args.duration, args.json, args.media.stats);
     follow(&engine, &mut events, &mut watch).await
 }
 
@@ -354,13 +354,7 @@ pub async fn answer(args: AnswerArgs) -> u8 {
             last = exit::UNSUCCESSFUL;
             continue;
         }
-        let mut watch = CallWatch {
-            call_id,
-            connected: false,
-            duration: args.duration.map(Duration::from_secs_f64),
-            json: args.json,
-            stats: args.media.stats,
-        };
+        let mut watch = CallWatch::new(call_id, args.duration, args.json, args.media.stats);
         last = follow(&engine, &mut events, &mut watch).await;
     }
     engine.close().await;

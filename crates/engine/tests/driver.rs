@@ -102,6 +102,22 @@ async fn until_stored(base: &str, user: &str, call: &calldock_protocol::CallId) 
     }
 }
 
+/// alice calls bob and bob answers as soon as it rings; returns the call.
+async fn call_and_answer(
+    alice: &Engine,
+    bob: &Engine,
+    bob_events: &mut mpsc::Receiver<EngineEvent>,
+) -> calldock_protocol::CallId {
+    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
+    let incoming = until(bob_events, |e| match e {
+        EngineEvent::Call(CallEvent::Incoming { call_id, .. }) => Some(call_id.clone()),
+        _ => None,
+    })
+    .await;
+    bob.accept(incoming, Media::Audio).await.unwrap();
+    call
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
@@ -292,13 +308,7 @@ async fn speech_from_each_microphone_reaches_the_other_speaker() {
     let (alice, mut alice_events) = Engine::connect(alice_config).await.unwrap();
     let (bob, mut bob_events) = Engine::connect(bob_config).await.unwrap();
 
-    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
-    let incoming = until(&mut bob_events, |e| match e {
-        EngineEvent::Call(CallEvent::Incoming { call_id, .. }) => Some(call_id.clone()),
-        _ => None,
-    })
-    .await;
-    bob.accept(incoming, Media::Audio).await.unwrap();
+    let call = call_and_answer(&alice, &bob, &mut bob_events).await;
     for events in [&mut alice_events, &mut bob_events] {
         until(events, |e| match e {
             EngineEvent::Call(CallEvent::StateChanged { state: CallState::Connected, .. }) => Some(()),
@@ -352,13 +362,7 @@ async fn mute_sends_silence_and_unmute_brings_speech_back() {
     bob_config.media = media(Microphone::Silence, Speaker::Wav(ear.clone()));
     let (alice, mut alice_events) = Engine::connect(alice_config).await.unwrap();
     let (bob, mut bob_events) = Engine::connect(bob_config).await.unwrap();
-    let call = alice.call("bob".into(), Media::Audio).await.unwrap();
-    let incoming = until(&mut bob_events, |e| match e {
-        EngineEvent::Call(CallEvent::Incoming { call_id, .. }) => Some(call_id.clone()),
-        _ => None,
-    })
-    .await;
-    bob.accept(incoming, Media::Audio).await.unwrap();
+    let call = call_and_answer(&alice, &bob, &mut bob_events).await;
     until(&mut alice_events, |e| {
         matches!(e, EngineEvent::Call(CallEvent::StateChanged { state: CallState::Connected, .. })).then_some(())
     })
