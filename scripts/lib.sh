@@ -5,8 +5,9 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calldock/target}"
 
 # Debian packages every build needs: a C compiler for the bundled SQLite and for ring (TLS),
-# and libopus (linked through pkg-config by the opus crate).
-BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates libopus-dev)
+# libopus (linked through pkg-config by the opus crate) and ALSA's headers (cpal's Linux
+# backends link libasound).
+BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates libopus-dev libasound2-dev)
 
 # need_packages PKG...: installs what is missing (as root), or says exactly what to run.
 need_packages() {

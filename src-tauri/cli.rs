@@ -66,6 +66,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List sound devices with the ids `--mic` and `--speaker` take.
+    #[command(after_help = EXIT_CODES)]
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check this machine before a call: microphone level, noise floor and clipping, and Opus
+    /// speed; each check says pass, warn or fail, with a remedy.
+    #[command(after_help = crate::doctor::DOCTOR_HELP)]
+    Doctor(crate::doctor::DoctorArgs),
     /// Print the protocol's JSON Schema (generated from the Rust types).
     ProtocolSchema,
 }
@@ -92,10 +103,12 @@ pub struct Account {
 /// The call's audio. Without --mic and --speaker a call carries no media (signaling only).
 #[derive(clap::Args, Debug, Clone)]
 pub struct MediaArgs {
-    /// Microphone: a WAV file (played once, then silence), or `silence`.
+    /// Microphone: a device id from `calldock devices`, `default`, a WAV file (played once,
+    /// then silence), or `silence`.
     #[arg(long)]
     pub mic: Option<String>,
-    /// Speaker: a WAV file to write what is heard into, or `null`.
+    /// Speaker: a device id from `calldock devices`, `default`, a WAV file to write what is
+    /// heard into, or `null`.
     #[arg(long)]
     pub speaker: Option<String>,
     /// Local UDP address for media; 127.0.0.1:0 keeps a call on this machine.
@@ -107,6 +120,10 @@ pub struct MediaArgs {
     /// Print call statistics every second (RTT, jitter, loss, bitrate, MOS).
     #[arg(long)]
     pub stats: bool,
+    /// Send media only through the TURN relay the server hands out (checks that TURN works;
+    /// hides this machine's addresses from the other side).
+    #[arg(long)]
+    pub relay_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -190,6 +207,8 @@ pub async fn run(args: Args) -> u8 {
         Some(Command::Answer(answer)) => crate::session::answer(answer).await,
         Some(Command::Hangup(account)) => crate::session::hangup(account).await,
         Some(Command::History { account, limit, json }) => crate::session::history(account, limit, json).await,
+        Some(Command::Devices { json }) => crate::session::devices(json),
+        Some(Command::Doctor(doctor)) => crate::doctor::run(doctor).await,
         Some(Command::ProtocolSchema) => {
             println!("{}", serde_json::to_string_pretty(&calldock_protocol::json_schema()).unwrap_or_default());
             exit::OK

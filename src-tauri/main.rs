@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod doctor;
 mod session;
 
 fn main() -> ExitCode {
@@ -15,7 +16,9 @@ fn main() -> ExitCode {
             // webrtc warns about routine events (a STUN packet for a finished session); its
             // errors still show.
             tracing_subscriber::EnvFilter::try_from_env("CALLDOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc=error,webrtc=error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc=error,webrtc=error"))
+                // The PulseAudio client logs every ordinary disconnect as an error.
+                .add_directive("pulseaudio::client::reactor=off".parse().expect("a valid directive")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use calldock_audio::processing::ProcessingSwitches;
+use calldock_devices::DeviceChoice;
 use calldock_engine::media::{MediaConfig, Microphone, Speaker};
 
 use crate::cli::{Account, AnswerArgs, CallArgs, MediaArgs, exit};
@@ -64,30 +65,105 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig, String> {
     if args.mic.is_none() && args.speaker.is_none() {
         return Ok(MediaConfig::SignalingOnly);
     }
-    let is_wav = |s: &str| s.to_lowercase().ends_with(".wav");
-    let microphone = match args.mic.as_deref() {
-        None | Some("silence") => Microphone::Silence,
-        Some(f) if is_wav(f) => {
-            if !std::path::Path::new(f).is_file() {
-                return Err(format!("--mic {f}: no such file"));
-            }
-            Microphone::Wav(f.into())
-        }
-        Some(other) => {
-            return Err(format!("--mic {other}: sound devices are not supported yet; give a WAV file or `silence`"));
-        }
+    let microphone = parse_microphone(args.mic.as_deref().unwrap_or("silence")).map_err(|e| format!("--mic {e}"))?;
+    let speaker = parse_speaker(args.speaker.as_deref().unwrap_or("null")).map_err(|e| format!("--speaker {e}"))?;
+    let peer = calldock_peer::PeerSettings {
+        udp_bind: vec![args.bind.clone()],
+        relay_only: args.relay_only,
+        ..calldock_peer::PeerSettings::default()
     };
-    let speaker = match args.speaker.as_deref() {
-        None | Some("null") => Speaker::Null,
-        Some(f) if is_wav(f) => Speaker::Wav(f.into()),
-        Some(other) => {
-            return Err(format!("--speaker {other}: sound devices are not supported yet; give a WAV file or `null`"));
-        }
-    };
-    let peer =
-        calldock_peer::PeerSettings { udp_bind: vec![args.bind.clone()], ..calldock_peer::PeerSettings::default() };
     let processing = if args.no_processing { ProcessingSwitches::OFF } else { ProcessingSwitches::default() };
     Ok(MediaConfig::Audio { microphone, speaker, peer, processing })
+}
+
+fn is_wav(text: &str) -> bool {
+    text.to_lowercase().ends_with(".wav")
+}
+
+/// `silence`, a WAV file, `default` or a device id.
+fn parse_microphone(text: &str) -> Result<Microphone, String> {
+    if text == "silence" {
+        return Ok(Microphone::Silence);
+    }
+    if let Some(device) = DeviceChoice::parse(text) {
+        check_present(calldock_devices::Direction::Input, &device)?;
+        return Ok(Microphone::Device(device));
+    }
+    if is_wav(text) {
+        if !std::path::Path::new(text).is_file() {
+            return Err(format!("{text}: no such file"));
+        }
+        return Ok(Microphone::Wav(text.into()));
+    }
+    Err(format!(
+        "{text}: not a microphone; give a device id from `calldock devices`, `default`, a WAV file or `silence`"
+    ))
+}
+
+/// `null`, a WAV file, `default` or a device id.
+fn parse_speaker(text: &str) -> Result<Speaker, String> {
+    if text == "null" {
+        return Ok(Speaker::Null);
+    }
+    if let Some(device) = DeviceChoice::parse(text) {
+        check_present(calldock_devices::Direction::Output, &device)?;
+        return Ok(Speaker::Device(device));
+    }
+    if is_wav(text) {
+        return Ok(Speaker::Wav(text.into()));
+    }
+    Err(format!("{text}: not a speaker; give a device id from `calldock devices`, `default`, a WAV file or `null`"))
+}
+
+/// A device named on the command line is looked for before any call is placed, so a typo or
+/// an unplugged device is a usage error, not a failed call.
+fn check_present(direction: calldock_devices::Direction, choice: &DeviceChoice) -> Result<(), String> {
+    let present = calldock_devices::present(direction).map_err(|e| format!("{choice}: {e}"))?;
+    match choice {
+        DeviceChoice::Default if present.default.is_none() => {
+            Err(format!("default: {}", calldock_devices::DeviceError::NoDefault { direction }))
+        }
+        DeviceChoice::Id(id) if !present.ids.contains(id) => {
+            Err(format!("{}", calldock_devices::DeviceError::NotFound { direction, id: id.clone() }))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `calldock devices`: what `--mic` and `--speaker` can name.
+pub fn devices(json_mode: bool) -> u8 {
+    let devices = match calldock_devices::list() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("calldock: {e} [{}]", e.code());
+            return exit::INTERNAL;
+        }
+    };
+    if json_mode {
+        println!("{}", serde_json::to_string_pretty(&devices).unwrap_or_default());
+        return exit::OK;
+    }
+    if devices.is_empty() {
+        println!("no sound devices found");
+        return exit::OK;
+    }
+    println!("{:<10} {:<44} {:<7} {:<14} {:<8} name", "kind", "id", "default", "rates (Hz)", "channels");
+    for d in &devices {
+        let channels = match d.channels {
+            (one, same) if one == same => one.to_string(),
+            (fewest, most) => format!("{fewest}-{most}"),
+        };
+        println!(
+            "{:<10} {:<44} {:<7} {:<14} {:<8} {}",
+            d.direction.to_string(),
+            d.id,
+            if d.is_default { "yes" } else { "" },
+            format!("{}-{}", d.sample_rates.0, d.sample_rates.1),
+            channels,
+            d.name
+        );
+    }
+    exit::OK
 }
 
 fn reason_text(reason: EndReason, by_name: Option<&str>) -> String {
@@ -260,13 +336,81 @@ pub async fn call(args: CallArgs) -> u8 {
         json!({"event": "calling", "to": args.to, "call_id": call_id.as_str()}),
     );
     let mut watch = CallWatch::new(call_id, args.duration, args.json, args.media.stats);
-    follow(&engine, &mut events, &mut watch).await
+    let mut controls = control_lines();
+    follow(&engine, &mut events, &mut controls, &mut watch).await
 }
 
-/// Follows the watched call until it ends, hanging up on Ctrl-C or after the duration.
-async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch: &mut CallWatch) -> u8 {
+/// Lines typed (or piped) on standard input while a call runs: `mute`, `unmute`, `mic DEVICE`,
+/// `speaker DEVICE`, `hangup`. Support and QA steer a headless call this way.
+fn control_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(16);
+    // A plain thread: tokio's blocking stdin read would keep the runtime from shutting down.
+    let _ = std::thread::Builder::new().name("calldock stdin".into()).spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+const CONTROL_USAGE: &str = "commands: mute, unmute, mic DEVICE|FILE.wav|silence, speaker DEVICE|FILE.wav|null, hangup";
+
+/// Carries out one control line.
+async fn control(engine: &Engine, watch: &CallWatch, line: &str) {
+    let line = line.trim();
+    let (word, rest) = line.split_once(char::is_whitespace).map_or((line, ""), |(w, r)| (w, r.trim()));
+    let done = match (word, rest) {
+        ("", _) => return,
+        ("mute", "") => engine.set_muted(true).await.map(|()| "microphone muted".to_string()),
+        ("unmute", "") => engine.set_muted(false).await.map(|()| "microphone on".to_string()),
+        ("hangup", "") => engine.hangup(watch.call_id.clone()).await.map(|()| "hanging up".to_string()),
+        ("mic", device) if !device.is_empty() => match parse_microphone(device) {
+            Ok(m) => engine.set_microphone(m).await.map(|()| format!("microphone: {device}")),
+            Err(e) => {
+                say(watch.json, format!("mic {e}"), json!({"event": "control_error", "error": e}));
+                return;
+            }
+        },
+        ("speaker", device) if !device.is_empty() => match parse_speaker(device) {
+            Ok(s) => engine.set_speaker(s).await.map(|()| format!("speaker: {device}")),
+            Err(e) => {
+                say(watch.json, format!("speaker {e}"), json!({"event": "control_error", "error": e}));
+                return;
+            }
+        },
+        _ => {
+            say(
+                watch.json,
+                format!("unknown command {line:?}; {CONTROL_USAGE}"),
+                json!({"event": "control_error", "error": CONTROL_USAGE}),
+            );
+            return;
+        }
+    };
+    match done {
+        Ok(text) => say(watch.json, &text, json!({"event": "control", "command": line, "result": text})),
+        Err(e) => say(
+            watch.json,
+            format!("{line}: {e}"),
+            json!({"event": "control_error", "command": line, "error": e.code()}),
+        ),
+    }
+}
+
+/// Follows the watched call until it ends, hanging up on Ctrl-C or after the duration, and
+/// carrying out control lines.
+async fn follow(
+    engine: &Engine,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    controls: &mut mpsc::Receiver<String>,
+    watch: &mut CallWatch,
+) -> u8 {
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut interrupted = false;
+    let mut controls_open = true;
     loop {
         let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
@@ -287,7 +431,20 @@ async fn follow(engine: &Engine, events: &mut mpsc::Receiver<EngineEvent>, watch
                         print_stats(watch.json, &stats);
                     }
                 }
+                Some(EngineEvent::Device { call_id, change }) => {
+                    if call_id == watch.call_id {
+                        say(
+                            watch.json,
+                            format!("{}: {}", change.direction, change.reason),
+                            json!({"event": "device", "direction": change.direction, "device": change.device, "reason": change.reason}),
+                        );
+                    }
+                }
                 Some(EngineEvent::TokenRefreshed { .. }) => {}
+            },
+            line = controls.recv(), if controls_open => match line {
+                Some(line) => control(engine, watch, &line).await,
+                None => controls_open = false,
             },
             _ = tokio::time::sleep_until(hang_up_at.unwrap_or(far)), if hang_up_at.is_some() => {
                 hang_up_at = None;
@@ -315,6 +472,7 @@ pub async fn answer(args: AnswerArgs) -> u8 {
     );
     let mut handled = 0;
     let mut last = exit::OK;
+    let mut controls = control_lines();
     while handled < args.count {
         let incoming = loop {
             match events.recv().await {
@@ -355,7 +513,7 @@ pub async fn answer(args: AnswerArgs) -> u8 {
             continue;
         }
         let mut watch = CallWatch::new(call_id, args.duration, args.json, args.media.stats);
-        last = follow(&engine, &mut events, &mut watch).await;
+        last = follow(&engine, &mut events, &mut controls, &mut watch).await;
     }
     engine.close().await;
     last

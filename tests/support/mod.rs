@@ -8,8 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod chromium;
+pub mod overload;
+pub mod pulse;
+
 #[allow(unused_imports)]
 pub use calldock_conformance::{Frame, RawClient};
+
+pub mod lossy_relay;
+pub mod turn_server;
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -95,4 +102,20 @@ pub fn db_path(dir: &Path) -> PathBuf {
 
 pub fn random_call_id() -> calldock_protocol::CallId {
     calldock_protocol::CallId(format!("{:032x}", rand::random::<u128>()))
+}
+
+/// Real speech from espeak-ng (installed by scripts/test): the WAV file it wrote, and the same
+/// resampled to 48 kHz for comparing with what a call delivered.
+pub fn speak(dir: &Path, name: &str, text: &str) -> (PathBuf, Vec<f32>) {
+    let path = dir.join(name);
+    let status = Command::new("espeak-ng")
+        .args(["-w", path.to_str().expect("UTF-8 temp path"), text])
+        .status()
+        .expect("espeak-ng is installed (scripts/test installs it)");
+    assert!(status.success());
+    let (samples, rate) = calldock_audio::wav::read_mono(&path).expect("espeak-ng wrote a WAV");
+    let mut resampler = calldock_audio::resample::Resampler::new(rate).expect("a resampler for its rate");
+    let mut at48 = Vec::new();
+    resampler.push(&samples, |f| at48.extend_from_slice(f)).expect("resampled");
+    (path, at48)
 }

@@ -39,6 +39,15 @@ impl SendPipeline {
         self.muted = muted;
     }
 
+    /// A new microphone may run at another rate: only the resampler changes, so the echo
+    /// canceller and the encoder keep their state.
+    pub fn set_input_rate(&mut self, input_rate: u32) -> Result<(), AudioError> {
+        if self.resampler.input_rate() != input_rate {
+            self.resampler = Resampler::new(input_rate)?;
+        }
+        Ok(())
+    }
+
     pub fn set_switches(&mut self, switches: ProcessingSwitches) {
         self.processor.set_switches(switches);
     }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::ice_servers::IceServerCache;
 use crate::media::{self, FromMedia, MediaConfig, MediaSession, ToMedia};
 use crate::socket::{self, Socket};
 use crate::{EngineConfig, EngineError, EngineEvent, Request, ServerUrl, SignalingState, rest};
@@ -55,6 +56,8 @@ pub struct Driver {
     media_tx: mpsc::Sender<FromMedia>,
     media_rx: mpsc::Receiver<FromMedia>,
     muted: bool,
+    /// The signaling server's STUN/TURN servers, shared by this engine's calls.
+    ice_servers: Arc<IceServerCache>,
 }
 
 impl Driver {
@@ -69,6 +72,7 @@ impl Driver {
         let phone = Phone::new(session.user.clone(), session.device.clone(), config.phone);
         let refresh_at = refresh_instant(session.expires_at);
         let (media_tx, media_rx) = mpsc::channel(256);
+        let ice_servers = Arc::new(IceServerCache::new(server.clone(), shared_session.clone()));
         Self {
             config,
             server,
@@ -88,6 +92,7 @@ impl Driver {
             media_tx,
             media_rx,
             muted: false,
+            ice_servers,
         }
     }
 
@@ -116,6 +121,22 @@ impl Driver {
                         self.muted = muted;
                         for m in &self.media {
                             let _ = m.to_media.try_send(ToMedia::Mute(muted));
+                        }
+                    }
+                    Some(Request::SetMicrophone(wanted)) => {
+                        if let MediaConfig::Audio { microphone, .. } = &mut self.config.media {
+                            *microphone = wanted.clone();
+                        }
+                        for m in &self.media {
+                            let _ = m.to_media.try_send(ToMedia::SetMicrophone(wanted.clone()));
+                        }
+                    }
+                    Some(Request::SetSpeaker(wanted)) => {
+                        if let MediaConfig::Audio { speaker, .. } = &mut self.config.media {
+                            *speaker = wanted.clone();
+                        }
+                        for m in &self.media {
+                            let _ = m.to_media.try_send(ToMedia::SetSpeaker(wanted.clone()));
                         }
                     }
                     Some(Request::Calls(reply)) => {
@@ -321,8 +342,16 @@ impl Driver {
             MediaConfig::SignalingOnly => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
             MediaConfig::Audio { microphone, speaker, peer, processing } => {
                 self.stop_media(&call_id);
-                let session =
-                    media::start(call_id, offerer, microphone, speaker, peer, processing, self.media_tx.clone());
+                let session = media::start(
+                    call_id,
+                    offerer,
+                    microphone,
+                    speaker,
+                    peer,
+                    processing,
+                    self.ice_servers.clone(),
+                    self.media_tx.clone(),
+                );
                 let _ = session.to_media.try_send(ToMedia::Mute(self.muted));
                 self.media.push(session);
             }
@@ -369,8 +398,20 @@ impl Driver {
                 }
             }
             FromMedia::Stats { call_id, stats } => self.emit(EngineEvent::Stats { call_id, stats }).await,
+            FromMedia::Device { call_id, change } => self.emit(EngineEvent::Device { call_id, change }).await,
             FromMedia::Connected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
             FromMedia::Disconnected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Disconnected }),
+            FromMedia::AskIceRestart(call_id) => {
+                self.next_id += 1;
+                let frame =
+                    socket::frame(&format!("e-m-{}", self.next_id), ClientMessage::IceRestart { call_id, to: None });
+                // While signaling is down the request is lost; the next attempt asks again.
+                if let Some(socket) = self.socket.as_mut()
+                    && let Err(e) = socket.send(frame).await
+                {
+                    self.lost(format!("send failed: {e}"));
+                }
+            }
             FromMedia::Failed { call_id, kind, reason } => {
                 tracing::warn!(%call_id, "media failed: {reason}");
                 self.feed(Input::Media { call_id, event: MediaEvent::Failed(kind) });

@@ -23,9 +23,12 @@ use calldock_protocol::{CallId, DeviceId, ErrorCode, History, Media, UnixMillis,
 use tokio::sync::{mpsc, oneshot};
 
 mod driver;
+pub mod ice_restart;
+pub mod ice_servers;
 pub mod media;
 mod rest;
 mod socket;
+mod sound;
 
 pub use calldock_call as call;
 pub use rest::ServerUrl;
@@ -92,6 +95,12 @@ pub enum EngineEvent {
         call_id: CallId,
         stats: media::CallStats,
     },
+    /// A microphone or speaker in a call changed without being asked (it failed and the
+    /// default took over, or the chosen one came back), or a requested switch failed.
+    Device {
+        call_id: CallId,
+        change: media::DeviceChange,
+    },
 }
 
 /// Errors a person can act on; [`EngineError::code`] is stable for UIs and scripts.
@@ -155,6 +164,8 @@ enum Request {
     Calls(oneshot::Sender<Vec<CallView>>),
     HangUpAll(oneshot::Sender<Result<usize, EngineError>>),
     SetMuted(bool),
+    SetMicrophone(media::Microphone),
+    SetSpeaker(media::Speaker),
     Close(oneshot::Sender<()>),
 }
 
@@ -223,6 +234,18 @@ impl Engine {
     /// call and its track go on; the other side hears silence.
     pub async fn set_muted(&self, muted: bool) -> Result<(), EngineError> {
         self.requests.send(Request::SetMuted(muted)).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Switches the microphone in every call (and calls to come) without renegotiating: the
+    /// call goes on. A device that cannot be opened leaves a call on its current one and says
+    /// so in an [`EngineEvent::Device`].
+    pub async fn set_microphone(&self, microphone: media::Microphone) -> Result<(), EngineError> {
+        self.requests.send(Request::SetMicrophone(microphone)).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Switches the speaker in every call (and calls to come), like [`Engine::set_microphone`].
+    pub async fn set_speaker(&self, speaker: media::Speaker) -> Result<(), EngineError> {
+        self.requests.send(Request::SetSpeaker(speaker)).await.map_err(|_| EngineError::Stopped)
     }
 
     /// This device's calls: live ones, then recently ended ones.

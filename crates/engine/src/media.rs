@@ -1,39 +1,31 @@
-//! A call's media: one [`Peer`] plus the audio pipeline between it and virtual devices (a WAV
-//! file or silence as the microphone, a WAV file or nothing as the speaker). Real devices
-//! (cpal) come with the devices crate; they plug in where the WAV files are.
+//! A call's media: one [`Peer`] plus the audio pipeline between it and the call's devices
+//! (real ones, or virtual ones for tests and support: see [`crate::sound`]).
 //!
 //! The session runs as its own task. The driver hands it the call's relayed signaling and
 //! receives what to relay back and what happened to the connection.
+//!
+//! The peer gathers candidates with the STUN/TURN servers the signaling server hands out
+//! ([`IceServerCache`]). When the connection is lost after media flowed, the session restarts
+//! ICE on its own ([`crate::ice_restart`]) and ends the call `failed(ice)` if that does not
+//! bring it back in time.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use calldock_audio::codec::OpusSettings;
 use calldock_audio::pipeline::{ReceivePipeline, SendPipeline};
 use calldock_audio::processing::ProcessingSwitches;
-use calldock_audio::wav::{WavSpeaker, read_mono};
-use calldock_audio::{FRAME_10MS, SAMPLE_RATE};
+use calldock_audio::{FRAME_10MS, FRAME_20MS, SAMPLE_RATE};
 use calldock_media::jitter::JitterConfig;
 use calldock_peer::{Peer, PeerEvent, PeerSettings, Signal};
 use calldock_protocol::{CallId, FailureKind};
 use tokio::sync::mpsc;
 
-/// What plays the microphone's part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Microphone {
-    Silence,
-    /// A WAV file, played once from the start of media, then silence.
-    Wav(PathBuf),
-}
-
-/// Where received audio goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Speaker {
-    Null,
-    /// Written as 48 kHz mono 16-bit; finished when the call ends.
-    Wav(PathBuf),
-}
+use crate::ice_restart::{IceRestarts, RestartPolicy, RestartStep};
+use crate::ice_servers::{self, IceServerCache};
+pub use crate::sound::{DeviceChange, Microphone, Speaker};
+use crate::sound::{MicrophoneInput, SpeakerOutput};
 
 /// How calls get media.
 #[derive(Debug, Clone)]
@@ -56,6 +48,9 @@ pub enum ToMedia {
     RestartIce,
     /// Microphone muted or not: the track keeps running and carries silence (DTX).
     Mute(bool),
+    /// Another microphone or speaker, mid-call: no renegotiation, the track goes on.
+    SetMicrophone(Microphone),
+    SetSpeaker(Speaker),
     Stop,
 }
 
@@ -83,11 +78,28 @@ pub struct CallStats {
 /// From a session to the driver.
 #[derive(Debug)]
 pub enum FromMedia {
-    Stats { call_id: CallId, stats: CallStats },
-    Signal { call_id: CallId, signal: Signal },
+    Stats {
+        call_id: CallId,
+        stats: CallStats,
+    },
+    Signal {
+        call_id: CallId,
+        signal: Signal,
+    },
     Connected(CallId),
     Disconnected(CallId),
-    Failed { call_id: CallId, kind: FailureKind, reason: String },
+    /// The answerer lost the connection: ask the offerer to restart ICE (`ice.restart`).
+    AskIceRestart(CallId),
+    Failed {
+        call_id: CallId,
+        kind: FailureKind,
+        reason: String,
+    },
+    /// A device changed without being asked (failed, or came back), or a requested switch failed.
+    Device {
+        call_id: CallId,
+        change: DeviceChange,
+    },
 }
 
 pub struct MediaSession {
@@ -95,7 +107,9 @@ pub struct MediaSession {
     pub to_media: mpsc::Sender<ToMedia>,
 }
 
-/// Starts a session for `call_id`; `offerer` sends the first offer.
+/// Starts a session for `call_id`; `offerer` sends the first offer. `ice_servers` adds the
+/// signaling server's STUN/TURN servers to those in `peer`.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     call_id: CallId,
     offerer: bool,
@@ -103,12 +117,14 @@ pub fn start(
     speaker: Speaker,
     peer: PeerSettings,
     processing: ProcessingSwitches,
+    ice_servers: Arc<IceServerCache>,
     out: mpsc::Sender<FromMedia>,
 ) -> MediaSession {
     let (to_media, inbox) = mpsc::channel(256);
     let id = call_id.clone();
     tokio::spawn(async move {
-        let result = run(id.clone(), offerer, microphone, speaker, peer, processing, inbox, out.clone()).await;
+        let result =
+            run(id.clone(), offerer, microphone, speaker, peer, processing, ice_servers, inbox, out.clone()).await;
         if let Err((kind, reason)) = result {
             let _ = out.send(FromMedia::Failed { call_id: id, kind, reason }).await;
         }
@@ -118,36 +134,49 @@ pub fn start(
 
 type Failure = (FailureKind, String);
 
+/// How long a restart offer may go unanswered before another one replaces it (signaling is
+/// fast; an answer this late was lost with a signaling outage).
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     call_id: CallId,
     offerer: bool,
     microphone: Microphone,
     speaker: Speaker,
-    settings: PeerSettings,
+    mut settings: PeerSettings,
     processing: ProcessingSwitches,
+    ice_servers: Arc<IceServerCache>,
     mut inbox: mpsc::Receiver<ToMedia>,
     out: mpsc::Sender<FromMedia>,
 ) -> Result<(), Failure> {
     let media = |e: &dyn std::fmt::Display| (FailureKind::Media, e.to_string());
-    // Devices first: a missing WAV ends the call with a reason, before any network work.
-    let mic = match &microphone {
-        Microphone::Silence => Vec::new(),
-        Microphone::Wav(path) => {
-            let (samples, rate) = read_mono(path).map_err(|e| media(&e))?;
-            let mut resampler = calldock_audio::resample::Resampler::new(rate).map_err(|e| media(&e))?;
-            let mut at48 = Vec::with_capacity(samples.len() * 2);
-            resampler.push(&samples, |f| at48.extend_from_slice(f)).map_err(|e| media(&e))?;
-            at48
-        }
-    };
-    let mut speaker_file = match &speaker {
-        Speaker::Null => None,
-        Speaker::Wav(path) => Some(WavSpeaker::create(path).map_err(|e| media(&e))?),
-    };
-    let mut send = SendPipeline::new(SAMPLE_RATE, processing, OpusSettings::default()).map_err(|e| media(&e))?;
+    // Devices first: a missing WAV or a device that cannot be opened ends the call with a
+    // reason, before any network work. Speaker before microphone: on some hosts an input only
+    // starts once audio flows.
+    let mut speaker = SpeakerOutput::open(&speaker).await.map_err(|e| media(&e))?;
+    let mut mic = MicrophoneInput::open(&microphone).await.map_err(|e| media(&e))?;
+    let mut send = SendPipeline::new(mic.rate(), processing, OpusSettings::default()).map_err(|e| media(&e))?;
     let mut receive = ReceivePipeline::new(JitterConfig::default()).map_err(|e| media(&e))?;
 
+    let configured_servers = settings.ice_servers.clone();
+    let mut servers_in_use = ice_servers.current().await;
+    settings.ice_servers = [configured_servers.clone(), servers_in_use.clone()].concat();
+    if settings.relay_only && !ice_servers::has_turn(&settings.ice_servers) {
+        return Err((
+            FailureKind::Ice,
+            "relay only, but there is no TURN server to relay through: the signaling server handed out none \
+             (start it with --turn-secret and --turn-uri) or could not be asked"
+                .into(),
+        ));
+    }
     let (peer, mut events) = Peer::new(&settings).await.map_err(|e| (FailureKind::Ice, e.to_string()))?;
     let signal = |signal| FromMedia::Signal { call_id: call_id.clone(), signal };
     if offerer {
@@ -156,46 +185,164 @@ async fn run(
     }
     let started = Instant::now();
     let mut connected = false;
-    let mut mic_position = 0;
+    let mut restarts = IceRestarts::new(RestartPolicy::default());
+    // A restart offer whose answer has not come yet: another offer now would race it.
+    let mut awaiting_answer_since: Option<tokio::time::Instant> = offerer.then(tokio::time::Instant::now);
+    // Virtual devices keep time by these clocks, both started when media connects (so a WAV
+    // microphone and a WAV speaker share a timeline, and the delay between them is the
+    // mouth-to-ear delay): 10 ms chunks of microphone taken, 20 ms frames played.
+    let mut mic_started: Option<Instant> = None;
+    let mut speaker_started: Option<Instant> = None;
+    let mut mic_chunks = 0usize;
+    let mut frames_played = 0usize;
+    let mut captured: Vec<f32> = Vec::with_capacity(SAMPLE_RATE as usize / 10);
+    let mut packets: Vec<Bytes> = Vec::with_capacity(8);
     let (mut sent_packets, mut unsent_packets) = (0u64, 0u64);
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     stats_tick.tick().await;
     let mut last = (0u64, 0u64, 0u64, 0u64); // bytes sent, bytes received, received, lost
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
             message = inbox.recv() => match message {
                 None | Some(ToMedia::Stop) => break Ok(()),
-                Some(ToMedia::Signal(s)) => match peer.handle_signal(s).await {
-                    Ok(Some(answer)) => { let _ = out.send(signal(answer)).await; }
-                    Ok(None) => {}
-                    Err(e) => break Err((FailureKind::Dtls, e.to_string())),
-                },
-                Some(ToMedia::Mute(muted)) => send.set_muted(muted),
-                Some(ToMedia::RestartIce) => {
-                    if offerer {
-                        match peer.offer(true).await {
-                            Ok(offer) => { let _ = out.send(signal(offer)).await; }
-                            Err(e) => break Err((FailureKind::Ice, e.to_string())),
-                        }
+                Some(ToMedia::Signal(Signal::Answer(_))) if offerer && awaiting_answer_since.is_none() => {
+                    // The answer to a restart offer that a newer one replaced: the newer
+                    // one's answer follows.
+                    tracing::debug!(%call_id, "ignoring an answer to a superseded offer");
+                }
+                Some(ToMedia::Signal(s)) => {
+                    let answer = matches!(s, Signal::Answer(_));
+                    match peer.handle_signal(s).await {
+                        Ok(Some(answer)) => { let _ = out.send(signal(answer)).await; }
+                        Ok(None) => {}
+                        // Mid-call (a restart's description), the restarts go on and decide.
+                        Err(e) if connected => tracing::warn!(%call_id, "renegotiation failed: {e}"),
+                        Err(e) => break Err((FailureKind::Dtls, e.to_string())),
+                    }
+                    if answer {
+                        awaiting_answer_since = None;
                     }
                 }
+                Some(ToMedia::Mute(muted)) => send.set_muted(muted),
+                Some(ToMedia::SetSpeaker(wanted)) => match SpeakerOutput::open(&wanted).await {
+                    Ok(opened) => {
+                        tracing::info!(%call_id, device = ?wanted, "speaker switched");
+                        std::mem::replace(&mut speaker, opened).finish();
+                    }
+                    Err(reason) => {
+                        let device = speaker.device_id().unwrap_or("the current speaker").to_string();
+                        let reason = format!("{reason}; the call stays on {device}");
+                        let change = DeviceChange { direction: calldock_devices::Direction::Output, device, reason };
+                        let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
+                    }
+                },
+                Some(ToMedia::SetMicrophone(wanted)) => match MicrophoneInput::open(&wanted).await {
+                    Ok(opened) => match send.set_input_rate(opened.rate()) {
+                        Ok(()) => {
+                            tracing::info!(%call_id, device = ?wanted, "microphone switched");
+                            mic = opened;
+                            mic_started = connected.then(Instant::now);
+                            mic_chunks = 0;
+                        }
+                        Err(e) => {
+                            let device = mic.device_id().unwrap_or("the current microphone").to_string();
+                            let reason = format!("{e}; the call stays on {device}");
+                            let change = DeviceChange { direction: calldock_devices::Direction::Input, device, reason };
+                            let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
+                        }
+                    },
+                    Err(reason) => {
+                        let device = mic.device_id().unwrap_or("the current microphone").to_string();
+                        let reason = format!("{reason}; the call stays on {device}");
+                        let change = DeviceChange { direction: calldock_devices::Direction::Input, device, reason };
+                        let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
+                    }
+                },
+                // The other side lost the connection: the same schedule as a loss seen here.
+                Some(ToMedia::RestartIce) if offerer && connected => {
+                    tracing::info!(%call_id, "the other side asks for an ICE restart");
+                    restarts.lost(tokio::time::Instant::now());
+                }
+                Some(ToMedia::RestartIce) => {}
             },
             event = events.recv() => match event {
                 None => break Err((FailureKind::Media, "the peer connection stopped".into())),
                 Some(PeerEvent::Signal(s)) => { let _ = out.send(signal(s)).await; }
                 Some(PeerEvent::Connected) => {
-                    tracing::info!(%call_id, offerer, after_ms = started.elapsed().as_millis() as u64, "media connected");
+                    if let Some((lost_for, attempts)) = restarts.reconnected(tokio::time::Instant::now()) {
+                        tracing::info!(
+                            %call_id, offerer, lost_ms = lost_for.as_millis() as u64, attempts, "media reconnected"
+                        );
+                    } else {
+                        tracing::info!(%call_id, offerer, after_ms = started.elapsed().as_millis() as u64, "media connected");
+                    }
+                    // Only the first time: through a reconnection the microphone's timeline
+                    // runs on, as a person keeps talking through an outage.
+                    if !connected {
+                        mic.discard();
+                        mic_started = Some(Instant::now());
+                        speaker_started = mic_started;
+                    }
                     connected = true;
                     let _ = out.send(FromMedia::Connected(call_id.clone())).await;
                 }
-                Some(PeerEvent::Disconnected) => { let _ = out.send(FromMedia::Disconnected(call_id.clone())).await; }
+                Some(PeerEvent::Disconnected) => {
+                    if connected && !restarts.is_lost() {
+                        tracing::info!(%call_id, offerer, "media connection lost; ICE restarts begin");
+                        restarts.lost(tokio::time::Instant::now());
+                    }
+                    let _ = out.send(FromMedia::Disconnected(call_id.clone())).await;
+                }
                 Some(PeerEvent::Failed(kind)) => break Err((kind, format!("{kind:?} failed").to_lowercase())),
                 Some(PeerEvent::Audio(rtp)) => {
                     receive.push_rtp(started.elapsed().as_millis() as u64, rtp.sequence, rtp.timestamp, &rtp.payload);
                 }
             },
+            _ = sleep_until(restarts.deadline()), if restarts.is_lost() => {
+                let now = tokio::time::Instant::now();
+                match restarts.poll(now) {
+                    RestartStep::Wait => {}
+                    RestartStep::GiveUp { attempts, lost_for } => {
+                        let what = if offerer { "ICE restarts" } else { "ICE restarts asked of the other side" };
+                        break Err((
+                            FailureKind::Ice,
+                            format!(
+                                "the connection to the other side was lost and {attempts} {what} over {:.0} s did not \
+                                 bring it back (network down, or UDP blocked?)",
+                                lost_for.as_secs_f64()
+                            ),
+                        ));
+                    }
+                    RestartStep::Restart { attempt } => {
+                        // Fresh TURN credentials if the cached ones are past half their life:
+                        // a restart may need a new allocation.
+                        let current = ice_servers.current().await;
+                        if current != servers_in_use && !current.is_empty() {
+                            match peer.set_ice_servers(&[configured_servers.clone(), current.clone()].concat()).await {
+                                Ok(()) => servers_in_use = current,
+                                Err(e) => tracing::warn!(%call_id, "cannot update the ICE servers: {e}"),
+                            }
+                        }
+                        if !offerer {
+                            tracing::info!(%call_id, attempt, "asking the other side for an ICE restart");
+                            let _ = out.send(FromMedia::AskIceRestart(call_id.clone())).await;
+                        } else if awaiting_answer_since.is_some_and(|at| now - at < ANSWER_WAIT) {
+                            tracing::info!(%call_id, attempt, "ICE restart skipped: the previous offer is not answered yet");
+                        } else {
+                            tracing::info!(%call_id, attempt, "restarting ICE");
+                            match peer.offer(true).await {
+                                Ok(offer) => {
+                                    awaiting_answer_since = Some(now);
+                                    let _ = out.send(signal(offer)).await;
+                                }
+                                Err(e) => tracing::warn!(%call_id, attempt, "ICE restart failed: {e}"),
+                            }
+                        }
+                    }
+                }
+            }
             _ = stats_tick.tick(), if connected => {
                 let peer_stats = peer.stats().await;
                 let rx = receive.stats();
@@ -228,27 +375,38 @@ async fn run(
                 let _ = out.send(FromMedia::Stats { call_id: call_id.clone(), stats }).await;
             }
             _ = tick.tick() => {
-                // Playout: 20 ms to the speaker, and the same frames as the echo reference.
-                let frame = *receive.next_frame();
-                if let Some(file) = speaker_file.as_mut() {
-                    file.write(&frame).map_err(|e| media(&e))?;
+                let now = Instant::now();
+                // Devices that failed fall back to the default; chosen ones that came back return.
+                for change in [speaker.keep_working(now).await, mic.keep_working(now).await].into_iter().flatten() {
+                    tracing::warn!(%call_id, device = %change.device, "{}", change.reason);
+                    if change.direction == calldock_devices::Direction::Input {
+                        send.set_input_rate(mic.rate()).map_err(|e| media(&e))?;
+                    }
+                    let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
                 }
-                for half in frame.chunks_exact(FRAME_10MS) {
-                    let _ = send.render_reference(half.try_into().expect("960 is two 480-sample frames"));
+                // Playout: received audio to the speaker, and the same frames as the echo
+                // canceller's reference.
+                let due = speaker_started
+                    .map_or(0, |since| (now.duration_since(since).as_millis() as usize / 20).saturating_sub(frames_played));
+                for _ in 0..speaker.frames_wanted(due) {
+                    let frame: [f32; FRAME_20MS] = *receive.next_frame();
+                    speaker.play(&frame).map_err(|e| media(&e))?;
+                    frames_played += 1;
+                    for half in frame.chunks_exact(FRAME_10MS) {
+                        let _ = send.render_reference(half.try_into().expect("960 is two 480-sample frames"));
+                    }
                 }
-                if !connected {
+                let Some(mic_since) = mic_started else {
+                    mic.discard();
                     continue;
-                }
-                // Capture: the next 20 ms of the microphone.
-                let mut chunk = [0f32; 960];
-                let end = (mic_position + 960).min(mic.len());
-                if mic_position < end {
-                    chunk[..end - mic_position].copy_from_slice(&mic[mic_position..end]);
-                }
-                mic_position = end;
-                let mut packets: Vec<Bytes> = Vec::with_capacity(1);
-                send.push_capture(&chunk, 0, |p| packets.push(Bytes::copy_from_slice(p))).map_err(|e| media(&e))?;
-                for p in packets {
+                };
+                // Capture: what the microphone has for us, encoded in 20 ms packets.
+                let due = (now.duration_since(mic_since).as_millis() as usize / 10).saturating_sub(mic_chunks);
+                mic_chunks += due;
+                captured.clear();
+                mic.read(due, &mut captured);
+                send.push_capture(&captured, 0, |p| packets.push(Bytes::copy_from_slice(p))).map_err(|e| media(&e))?;
+                for p in packets.drain(..) {
                     match peer.send_audio(p).await {
                         Ok(true) => sent_packets += 1,
                         Ok(false) => unsent_packets += 1,
@@ -262,9 +420,8 @@ async fn run(
         }
     };
     tracing::info!(%call_id, sent_packets, unsent_packets, stats = ?receive.stats(), "media session ends");
-    if let Some(file) = speaker_file {
-        let _ = file.finish();
-    }
+    tracing::info!(%call_id, underrun_samples = speaker.underrun_samples(), "playout");
+    speaker.finish();
     peer.close().await;
     outcome
 }

@@ -1,6 +1,6 @@
-//! REST calls: login, token refresh, history.
+//! REST calls: login, token refresh, TURN credentials, history.
 
-use calldock_protocol::{ErrorCode, History, LoginRequest, RestError, ServerInfo, Session, WS_PATH};
+use calldock_protocol::{ErrorCode, History, LoginRequest, RestError, ServerInfo, Session, TurnCredentials, WS_PATH};
 use serde::de::DeserializeOwned;
 
 use crate::{EngineConfig, EngineError};
@@ -125,6 +125,23 @@ pub async fn refresh(server: &ServerUrl, token: &str) -> Result<Session, EngineE
     let response = client()
         .post(server.http("/v1/token/refresh"))
         .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| transport(e).into_engine(server))?;
+    decode(server, response).await.map_err(|f| f.into_engine(server))
+}
+
+/// Short-lived TURN credentials and the STUN/TURN URIs to use them with. `timeout` bounds
+/// the whole request: a call waits for it before gathering candidates.
+pub async fn turn(
+    server: &ServerUrl,
+    token: &str,
+    timeout: std::time::Duration,
+) -> Result<TurnCredentials, EngineError> {
+    let response = client()
+        .get(server.http("/v1/turn"))
+        .bearer_auth(token)
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| transport(e).into_engine(server))?;

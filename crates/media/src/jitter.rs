@@ -222,6 +222,18 @@ impl JitterBuffer {
             self.stats.played += 1;
             return Playout::Packet(payload);
         }
+        if let Some(&first) = self.packets.keys().next()
+            && first.saturating_sub(next).saturating_mul(u64::from(self.config.frame_ms))
+                > u64::from(self.config.max_delay_ms)
+        {
+            // Media came back after an outage (an ICE restart): the frames in the gap were due
+            // while the buffer ran dry, and concealing them one by one now would put the whole
+            // outage in front of the audio that followed it. They are lost; play on from what
+            // arrived.
+            self.stats.lost += first - next;
+            self.next = Some(first);
+            return self.pop();
+        }
         self.stats.concealed += 1;
         if self.packets.keys().next().is_some_and(|&k| k > next) {
             // A gap: the frame is lost. The following packet may carry it as FEC.
@@ -332,6 +344,23 @@ mod tests {
         assert!(p.windows(2).all(|w| w[0] < w[1]), "in order: {p:?}");
         assert!(p.starts_with(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]), "the stalled audio plays: {p:?}");
         assert!(p.contains(&39));
+    }
+
+    #[test]
+    fn after_an_outage_playout_jumps_to_the_audio_that_followed_it() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        // 6 s of nothing (packets 50..350 never come), then the stream goes on.
+        let arrivals: Vec<(u64, u16)> =
+            (0..400).filter(|s| !(50..350).contains(s)).map(|s| (u64::from(s) * 20, s)).collect();
+        let out = run(&mut jb, &arrivals, 400, 0);
+        let p = played(&out);
+        // Packet 350 arrives at tick 350 and plays at once, not 300 concealed frames later.
+        let resumed = out.iter().position(|o| *o == Playout::Packet(payload(350))).expect("the stream resumes");
+        assert!(resumed <= 351, "played {resumed} ticks in");
+        assert!(p.ends_with(&[397, 398, 399]), "{p:?}");
+        let s = jb.stats();
+        assert_eq!(s.lost, 300);
+        assert_eq!(s.buffered_ms, 0);
     }
 
     #[test]

@@ -46,13 +46,25 @@ pub struct PeerSettings {
     /// UDP addresses to gather host candidates on. A wildcard skips loopback, so tests and
     /// same-machine calls bind `127.0.0.1:0`.
     pub udp_bind: Vec<String>,
-    /// Pacing of ICE connectivity checks. webrtc's default is 200 ms, which alone adds about
-    /// 200 ms to every call setup; 20 ms matches browsers' pace on a single pair.
+    /// Pacing of ICE connectivity checks. webrtc 0.21 acts only on this tick, and every tick
+    /// checks every pair still in progress: setup takes a few ticks (its default, 200 ms, adds
+    /// about 200 ms to every call), and a pair costs one check per tick until it answers or
+    /// fails. 10 ms: setup in about 15 ms on a LAN, at 100 checks/s per pair for the moments
+    /// a setup lasts (a browser sends about 20/s over all pairs, but reacts between ticks).
     pub check_interval: Duration,
-    /// Checks per candidate pair before it fails; with 20 ms pacing, 50 gives a pair 1 s.
+    /// Checks per candidate pair before it fails: the pair's time budget is this times
+    /// `check_interval` (1.5 s by default: long enough for a relayed pair across the world,
+    /// short enough that a dead pair costs 150 small datagrams).
     pub max_binding_requests: u16,
     /// ICE connected but no secure (DTLS) connection after this long: `failed(dtls)`.
     pub dtls_timeout: Duration,
+    /// Nothing received on the selected pair for this long: `Disconnected`, and the session's
+    /// ICE restarts begin. Audio arrives every 20 ms (400 ms in DTX silence), so only a real
+    /// outage stays silent this long; webrtc's 5 s default only delays recovery.
+    pub ice_disconnected_timeout: Duration,
+    /// Consent checks on the selected pair. With 1 s, losing one check or its answer to packet
+    /// loss cannot by itself make a silent pair look disconnected.
+    pub ice_keepalive_interval: Duration,
 }
 
 impl Default for PeerSettings {
@@ -61,17 +73,25 @@ impl Default for PeerSettings {
             ice_servers: Vec::new(),
             relay_only: false,
             udp_bind: vec!["0.0.0.0:0".into()],
-            check_interval: Duration::from_millis(20),
-            max_binding_requests: 50,
+            check_interval: Duration::from_millis(10),
+            max_binding_requests: 150,
             dtls_timeout: Duration::from_secs(5),
+            ice_disconnected_timeout: Duration::from_secs(3),
+            ice_keepalive_interval: Duration::from_secs(1),
         }
     }
 }
 
 impl PeerSettings {
-    /// Settings for calls within this machine (tests, the embedded server's echo bot).
+    /// Settings for calls within this machine (tests, the embedded server's echo bot): checks
+    /// cost nothing on loopback, so they go every 5 ms (the same 1.5 s budget per pair).
     pub fn loopback() -> Self {
-        Self { udp_bind: vec!["127.0.0.1:0".into()], ..Self::default() }
+        Self {
+            udp_bind: vec!["127.0.0.1:0".into()],
+            check_interval: Duration::from_millis(5),
+            max_binding_requests: 300,
+            ..Self::default()
+        }
     }
 }
 
@@ -104,7 +124,9 @@ pub enum PeerEvent {
     Signal(Signal),
     /// Media flows (ICE and DTLS up). Also after a reconnection.
     Connected,
-    /// Connectivity lost; webrtc keeps trying, and an ICE restart may bring it back.
+    /// Connectivity lost after media flowed: ICE `disconnected`, `failed` once the call had
+    /// connected, or checking again after an ICE restart (which drops the old path at once).
+    /// A restart may bring it back; the session decides when to give up.
     Disconnected,
     /// Over: the call ends with `failed(kind)`.
     Failed(FailureKind),
@@ -147,6 +169,8 @@ struct Flags {
     ice_connected: AtomicBool,
     connected: AtomicBool,
     failed: AtomicBool,
+    /// ICE is `failed` right now (after media flowed, an ICE restart may still repair it).
+    ice_failed: AtomicBool,
 }
 
 struct Handler {
@@ -179,7 +203,18 @@ impl PeerConnectionEventHandler for Handler {
         }
     }
 
+    /// webrtc 0.21 has no null-candidate event: gathering `Complete` is the end of candidates,
+    /// relayed as an empty candidate (docs/protocol.md §9.2). Trickle ICE peers that follow RFC
+    /// 8838, such as aioice (aiortc), only declare ICE failed once they have it.
+    async fn on_ice_gathering_state_change(&self, state: webrtc::peer_connection::RTCIceGatheringState) {
+        if state == webrtc::peer_connection::RTCIceGatheringState::Complete {
+            let end = Candidate { candidate: String::new(), sdp_mid: None, sdp_mline_index: None };
+            let _ = self.events.send(PeerEvent::Signal(Signal::Candidate(end))).await;
+        }
+    }
+
     async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        self.flags.ice_failed.store(state == RTCIceConnectionState::Failed, Ordering::SeqCst);
         match state {
             RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
                 if !self.flags.ice_connected.swap(true, Ordering::SeqCst) =>
@@ -194,6 +229,10 @@ impl PeerConnectionEventHandler for Handler {
                     }
                 });
             }
+            // Once media has flowed, a failed ICE generation is for ICE restarts to repair.
+            RTCIceConnectionState::Failed if self.flags.connected.load(Ordering::SeqCst) => {
+                let _ = self.events.send(PeerEvent::Disconnected).await;
+            }
             RTCIceConnectionState::Failed => self.fail(FailureKind::Ice),
             _ => {}
         }
@@ -207,6 +246,25 @@ impl PeerConnectionEventHandler for Handler {
             }
             RTCPeerConnectionState::Disconnected => {
                 let _ = self.events.send(PeerEvent::Disconnected).await;
+            }
+            // Connecting again after media flowed: an ICE restart (ours, or the other side's
+            // restart offer) dropped the old path, so media is down until the new one is up.
+            RTCPeerConnectionState::Connecting if self.flags.connected.load(Ordering::SeqCst) => {
+                let _ = self.events.send(PeerEvent::Disconnected).await;
+            }
+            // An ICE failure is reported by the ICE state handler, for a restart to repair; with
+            // ICE up, it is the secure (DTLS) transport that failed, and nothing repairs that.
+            // webrtc reports the connection state before the ICE state it derives from, so
+            // look at the ICE state a moment later.
+            RTCPeerConnectionState::Failed if self.flags.connected.load(Ordering::SeqCst) => {
+                let flags = self.flags.clone();
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if !flags.ice_failed.load(Ordering::SeqCst) && !flags.failed.swap(true, Ordering::SeqCst) {
+                        let _ = events.try_send(PeerEvent::Failed(FailureKind::Dtls));
+                    }
+                });
             }
             RTCPeerConnectionState::Failed => {
                 let kind = if self.flags.ice_connected.load(Ordering::SeqCst)
@@ -255,6 +313,35 @@ pub struct Peer {
     payload_type: OnceCell<u8>,
     /// Remote candidates that arrived before the remote description.
     pending: Mutex<Vec<RTCIceCandidateInit>>,
+    relay_only: bool,
+}
+
+/// One webrtc ICE server per URI, skipping URIs webrtc cannot use: they come from the
+/// signaling server, and one bad URI (or a TURN URI without credentials) would otherwise make
+/// webrtc refuse the whole configuration and the call.
+fn ice_configuration(servers: &[IceServer], relay_only: bool) -> webrtc::peer_connection::RTCConfiguration {
+    let ice_servers = servers
+        .iter()
+        .flat_map(|s| {
+            s.urls.iter().map(|url| RTCIceServer {
+                urls: vec![url.clone()],
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+        })
+        .filter(|server| match server.urls() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(url = ?server.urls, "skipping an unusable ICE server: {e}");
+                false
+            }
+        })
+        .collect();
+    let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
+    if relay_only {
+        configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+    }
+    configuration.build()
 }
 
 impl Peer {
@@ -264,33 +351,35 @@ impl Peer {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(webrtc_error)?;
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_error)?;
-        let setting_engine = SettingEngineBuilder::new()
+        let mut setting_engine = SettingEngineBuilder::new()
             // The default mDNS mode binds 0.0.0.0:5353; Calldock does not use mDNS candidates.
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_ice_connection_attempts(Some(settings.check_interval), Some(settings.max_binding_requests))
-            .build();
-        let ice_servers = settings
-            .ice_servers
-            .iter()
-            .map(|s| RTCIceServer {
-                urls: s.urls.clone(),
-                username: s.username.clone(),
-                credential: s.credential.clone(),
-            })
-            .collect();
-        let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
+            .with_ice_timeouts(Some(settings.ice_disconnected_timeout), None, Some(settings.ice_keepalive_interval))
+            // A check from the other side often arrives before its trickled candidate, so the
+            // pair is first learned as peer-reflexive; responses then stay with that pair even
+            // when the same address arrives as a host candidate. webrtc waits 1 s before
+            // nominating a peer-reflexive pair (hoping for a better one): one setup in four took
+            // 1 s longer on loopback. The address is the same either way; nominate at once.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
         if settings.relay_only {
-            configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+            // webrtc waits 2 s before nominating a relay pair, hoping for a direct one; with
+            // only relay candidates there is none to wait for (it would add 2 s to every
+            // setup and every ICE restart).
+            setting_engine = setting_engine.with_relay_acceptance_min_wait(Some(Duration::ZERO));
         }
+        let setting_engine = setting_engine.build();
+        let configuration = ice_configuration(&settings.ice_servers, settings.relay_only);
         let (events_tx, events) = mpsc::channel(1024);
         let flags = Arc::new(Flags {
             ice_connected: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            ice_failed: AtomicBool::new(false),
         });
         let handler = Arc::new(Handler { events: events_tx, flags, dtls_timeout: settings.dtls_timeout });
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(configuration.build())
+            .with_configuration(configuration)
             .with_media_engine(media)
             .with_interceptor_registry(registry)
             .with_setting_engine(setting_engine)
@@ -325,7 +414,23 @@ impl Peer {
             .map_err(webrtc_error)?,
         );
         let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
-        Ok((Peer { pc, track, sender, ssrc, payload_type: OnceCell::new(), pending: Mutex::new(Vec::new()) }, events))
+        let peer = Peer {
+            pc,
+            track,
+            sender,
+            ssrc,
+            payload_type: OnceCell::new(),
+            pending: Mutex::new(Vec::new()),
+            relay_only: settings.relay_only,
+        };
+        Ok((peer, events))
+    }
+
+    /// Replaces the STUN/TURN servers (fresh TURN credentials). webrtc applies them when the
+    /// next local description is set, so they serve the next ICE restart; a live TURN
+    /// allocation is re-signed rather than replaced.
+    pub async fn set_ice_servers(&self, servers: &[IceServer]) -> Result<(), PeerError> {
+        self.pc.set_configuration(ice_configuration(servers, self.relay_only)).await.map_err(webrtc_error)
     }
 
     /// Creates and applies an offer; returns it for signaling. With `ice_restart`, new ICE
@@ -485,5 +590,45 @@ impl Peer {
         if let Err(e) = self.pc.close().await {
             tracing::debug!("closing the peer connection: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(url: &str, username: &str) -> IceServer {
+        IceServer { urls: vec![url.into()], username: username.into(), credential: "secret".into() }
+    }
+
+    #[test]
+    fn unusable_ice_servers_are_skipped_rather_than_fatal() {
+        let servers = [
+            IceServer {
+                urls: vec!["turn:127.0.0.1:3478?transport=udp".into(), "not a uri".into()],
+                username: "1700000000:alice".into(),
+                credential: "secret".into(),
+            },
+            // TURN without credentials: webrtc refuses the whole configuration for it.
+            turn("turn:127.0.0.1:3479", ""),
+            IceServer { urls: vec!["stun:127.0.0.1:3478".into()], username: String::new(), credential: String::new() },
+        ];
+        let configuration = ice_configuration(&servers, true);
+        let urls: Vec<_> = configuration.ice_servers().iter().flat_map(|s| s.urls.clone()).collect();
+        assert_eq!(urls, ["turn:127.0.0.1:3478?transport=udp", "stun:127.0.0.1:3478"]);
+        assert_eq!(configuration.ice_transport_policy(), RTCIceTransportPolicy::Relay);
+    }
+
+    #[tokio::test]
+    async fn a_peer_takes_fresh_credentials_mid_call() {
+        let settings = PeerSettings {
+            ice_servers: vec![turn("turn:127.0.0.1:3478", "1700000000:alice"), turn("bogus", "x")],
+            ..PeerSettings::loopback()
+        };
+        let (peer, _events) = Peer::new(&settings).await.expect("a bad server URI does not stop a call");
+        peer.set_ice_servers(&[turn("turn:127.0.0.1:3478", "1700000600:alice")]).await.unwrap();
+        let configuration = peer.pc.get_configuration().await;
+        assert_eq!(configuration.ice_servers()[0].username, "1700000600:alice");
+        peer.close().await;
     }
 }

@@ -14,7 +14,8 @@ use calldock_protocol::FailureKind;
 use tokio::sync::mpsc;
 
 /// Relays signals between the two peers (answering offers) until both are connected or one
-/// fails; returns what each side saw, with the time to connect.
+/// fails; returns what each side saw, with the time to connect. The answerer's candidates are
+/// collected into `answerer_candidates`.
 async fn connect(
     offerer: &Peer,
     offerer_events: &mut mpsc::Receiver<PeerEvent>,
@@ -22,6 +23,7 @@ async fn connect(
     answerer_events: &mut mpsc::Receiver<PeerEvent>,
     tamper_answer: bool,
     within: Duration,
+    answerer_candidates: &mut Vec<String>,
 ) -> (Option<PeerEvent>, Option<PeerEvent>, Duration) {
     let started = Instant::now();
     let Signal::Offer(offer) = offerer.offer(false).await.unwrap() else { unreachable!("offer() returns an offer") };
@@ -35,6 +37,7 @@ async fn connect(
         let swapped = if digit == b'A' { "B" } else { "A" };
         answer.replace_range(at..at + 1, swapped);
     }
+    answerer_candidates.extend(answer.lines().filter_map(|l| l.strip_prefix("a=")).map(str::to_owned));
     offerer.handle_signal(Signal::Answer(answer)).await.unwrap();
     let (mut a, mut b) = (None, None);
     let deadline = tokio::time::Instant::now() + within;
@@ -46,7 +49,12 @@ async fn connect(
                 _ => {}
             },
             e = answerer_events.recv() => match e {
-                Some(PeerEvent::Signal(s)) => { offerer.handle_signal(s).await.unwrap(); }
+                Some(PeerEvent::Signal(s)) => {
+                    if let Signal::Candidate(c) = &s {
+                        answerer_candidates.push(c.candidate.clone());
+                    }
+                    offerer.handle_signal(s).await.unwrap();
+                }
                 Some(e @ (PeerEvent::Connected | PeerEvent::Failed(_))) => { b.get_or_insert(e); }
                 _ => {}
             },
@@ -61,7 +69,9 @@ async fn speech_crosses_a_real_peer_connection_both_ways() {
     let settings = PeerSettings::loopback();
     let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
     let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
-    let (a, b, took) = connect(&alice, &mut alice_events, &bob, &mut bob_events, false, Duration::from_secs(10)).await;
+    let (a, b, took) =
+        connect(&alice, &mut alice_events, &bob, &mut bob_events, false, Duration::from_secs(10), &mut Vec::new())
+            .await;
     assert_eq!((a, b), (Some(PeerEvent::Connected), Some(PeerEvent::Connected)));
     println!("offer → both connected: {:.1} ms", took.as_secs_f64() * 1000.0);
 
@@ -139,7 +149,8 @@ async fn tampered_dtls_fingerprint_fails_with_dtls() {
     let settings = PeerSettings { dtls_timeout: Duration::from_secs(2), ..PeerSettings::loopback() };
     let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
     let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
-    let (a, _, took) = connect(&alice, &mut alice_events, &bob, &mut bob_events, true, Duration::from_secs(8)).await;
+    let (a, _, took) =
+        connect(&alice, &mut alice_events, &bob, &mut bob_events, true, Duration::from_secs(8), &mut Vec::new()).await;
     assert_eq!(a, Some(PeerEvent::Failed(FailureKind::Dtls)), "never secure with a forged fingerprint");
     assert!(took < Duration::from_secs(5), "detected in {took:?}");
     alice.close().await;
@@ -155,4 +166,67 @@ async fn garbage_remote_descriptions_are_errors() {
     let junk = calldock_peer::Candidate { candidate: "candidate:garbage".into(), sdp_mid: None, sdp_mline_index: None };
     assert!(peer.handle_signal(Signal::Candidate(junk)).await.is_ok());
     peer.close().await;
+}
+
+/// Datagrams from anyone to a connected peer's port — junk, and junk shaped like RTP, STUN and
+/// DTLS — are dropped: no panic, the call stays up, and the real audio keeps arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_datagrams_do_not_disturb_a_call() {
+    let settings = PeerSettings::loopback();
+    let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
+    let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
+    let mut bob_candidates = Vec::new();
+    let (a, b, _) =
+        connect(&alice, &mut alice_events, &bob, &mut bob_events, false, Duration::from_secs(10), &mut bob_candidates)
+            .await;
+    assert_eq!((a, b), (Some(PeerEvent::Connected), Some(PeerEvent::Connected)));
+    // "candidate:… 1 udp PRIORITY 127.0.0.1 PORT typ host"
+    let targets: Vec<std::net::SocketAddr> = bob_candidates
+        .iter()
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            (f.len() > 5 && f[2].eq_ignore_ascii_case("udp")).then(|| format!("{}:{}", f[4], f[5]).parse().ok())?
+        })
+        .collect();
+    assert!(!targets.is_empty(), "bob's candidates: {bob_candidates:?}");
+
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let packet = Bytes::from_static(&[0xfc, 0xff, 0xfe]); // an Opus packet (a silent CELT frame)
+    let before = bob.stats().await.packets_received;
+    let mut seed = 0x9e37_79b9u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut sent_junk = 0;
+    for _ in 0..50 {
+        tick.tick().await;
+        alice.send_audio(packet.clone()).await.unwrap();
+        for _ in 0..40 {
+            let len = 1 + (next() as usize % 1200);
+            let mut datagram: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Look like RTP v2, STUN, DTLS, or nothing in particular.
+            datagram[0] = [0x80, 0x00, 0x01, 0x16, 0x17, datagram[0]][next() as usize % 6];
+            for target in &targets {
+                if junk.send_to(&datagram, target).await.is_ok() {
+                    sent_junk += 1;
+                }
+            }
+        }
+        while let Ok(e) = bob_events.try_recv() {
+            assert!(!matches!(e, PeerEvent::Failed(_) | PeerEvent::Disconnected), "bob: {e:?}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let received = bob.stats().await.packets_received - before;
+    println!("{sent_junk} junk datagrams sent; bob received {received} of 50 audio packets");
+    assert!(received >= 45, "audio kept arriving: {received} of 50");
+    while let Ok(e) = bob_events.try_recv() {
+        assert!(!matches!(e, PeerEvent::Failed(_) | PeerEvent::Disconnected), "bob: {e:?}");
+    }
+    alice.close().await;
+    bob.close().await;
 }

@@ -23,8 +23,23 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/token/refresh", post(refresh))
         .route("/v1/turn", get(turn))
         .route("/v1/history", get(history))
+        // Only the routes above: the WebSocket needs no CORS.
+        .layer(cors())
         .route(WS_PATH, get(crate::ws::upgrade))
         .with_state(shared)
+}
+
+/// Web clients of the protocol (a page on any origin, e.g. the Chromium interop peer) call the
+/// REST API cross-origin. Tokens travel in the `Authorization` header, never in cookies, so any
+/// origin may: the preflight allows GET and POST with `Authorization` and `Content-Type` (a `*`
+/// in `Access-Control-Allow-Headers` would not cover `Authorization`).
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// A REST failure: status plus the protocol's error body.

@@ -1,0 +1,258 @@
+//! Pre-call diagnostics (`calldock doctor`, SPEC §6): each check measures something on this
+//! machine and gives a pass / warn / fail verdict, a one-line summary with the figures it
+//! measured, and for a warning or a failure a one-line remedy a person can act on.
+//!
+//! Invariant: the logic that decides verdicts is pure. Measuring (opening a device, reading a
+//! file, timing the codec) happens in `run` functions; what the measurements mean is decided by
+//! functions that take samples and durations as arguments and touch no device, file or clock,
+//! so every verdict is tested on controlled inputs.
+//!
+//! Checks so far: `mic` ([`microphone`]) and `codec` ([`codec`]). Speaker, camera and network
+//! come later; [`Check`] is the list `--only` chooses from.
+
+pub mod codec;
+pub mod microphone;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// How a check went. Ordered from best to worst, so a report's verdict is its worst check's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    /// The process exit code for a run whose worst verdict is this one.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Warn => 1,
+            Verdict::Fail => 2,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        })
+    }
+}
+
+/// The checks the doctor knows, in the order a full run performs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// The microphone hears sound at a usable level without clipping.
+    Mic,
+    /// This CPU encodes and decodes Opus fast enough for a call.
+    Codec,
+}
+
+impl Check {
+    pub const ALL: [Check; 2] = [Check::Mic, Check::Codec];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Mic => "mic",
+            Check::Codec => "codec",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Check {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Check, String> {
+        Check::ALL.into_iter().find(|c| c.name() == text.trim()).ok_or_else(|| {
+            let known: Vec<&str> = Check::ALL.iter().map(|c| c.name()).collect();
+            format!("no check named {text:?}; the checks are {}", known.join(", "))
+        })
+    }
+}
+
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub check: Check,
+    pub verdict: Verdict,
+    /// Stable code of the problem found (`mic_silent`, `codec_slow`, …); `None` on a pass.
+    pub code: Option<&'static str>,
+    /// One line with the measured figures.
+    pub summary: String,
+    /// One line saying what to do about a warning or a failure; `None` on a pass.
+    pub remedy: Option<String>,
+    /// The measurements behind the verdict, for `--json`; `None` when nothing could be measured
+    /// (a device that would not open).
+    pub figures: Option<Figures>,
+}
+
+impl CheckResult {
+    pub fn pass(check: Check, summary: String, figures: Option<Figures>) -> Self {
+        Self { check, verdict: Verdict::Pass, code: None, summary, remedy: None, figures }
+    }
+
+    /// A warning or a failure: always with a code and a remedy.
+    pub fn problem(
+        check: Check,
+        verdict: Verdict,
+        code: &'static str,
+        summary: String,
+        remedy: String,
+        figures: Option<Figures>,
+    ) -> Self {
+        Self { check, verdict, code: Some(code), summary, remedy: Some(remedy), figures }
+    }
+}
+
+/// Each check's own measurements.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Figures {
+    Microphone(microphone::MicFigures),
+    Codec(codec::CodecFigures),
+}
+
+/// A whole run: the results in the order the checks ran, and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The worst verdict among the checks (pass when none ran).
+    pub verdict: Verdict,
+    /// 0 all passed, 1 some warned, 2 some failed.
+    pub exit_code: u8,
+    pub duration_ms: u64,
+    pub checks: Vec<CheckResult>,
+}
+
+impl Report {
+    pub fn new(checks: Vec<CheckResult>, duration: Duration) -> Self {
+        let verdict = checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Pass);
+        Self {
+            verdict,
+            exit_code: verdict.exit_code(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            checks,
+        }
+    }
+
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.checks.iter().filter(|c| c.verdict == verdict).count()
+    }
+}
+
+/// What to check, and with what.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Run in [`Check::ALL`] order whatever order they were asked in; duplicates run once.
+    pub checks: Vec<Check>,
+    pub microphone: microphone::MicSource,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self { checks: Check::ALL.to_vec(), microphone: microphone::MicSource::default() }
+    }
+}
+
+/// Runs the planned checks, one after the other; `on_start` is told before each begins (so a
+/// person can be asked to speak before the microphone check listens).
+pub fn run(plan: &Plan, mut on_start: impl FnMut(Check)) -> Report {
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for check in Check::ALL.into_iter().filter(|c| plan.checks.contains(c)) {
+        on_start(check);
+        results.push(match check {
+            Check::Mic => microphone::run(&plan.microphone),
+            Check::Codec => codec::run(),
+        });
+    }
+    Report::new(results, started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(check: Check, verdict: Verdict) -> CheckResult {
+        match verdict {
+            Verdict::Pass => CheckResult::pass(check, "fine".into(), None),
+            other => CheckResult::problem(check, other, "x", "not fine".into(), "fix it".into(), None),
+        }
+    }
+
+    #[test]
+    fn exit_code_is_the_worst_verdict() {
+        let report = |verdicts: &[Verdict]| {
+            Report::new(verdicts.iter().map(|&v| result(Check::Mic, v)).collect(), Duration::from_millis(5))
+        };
+        assert_eq!(report(&[Verdict::Pass, Verdict::Pass]).exit_code, 0);
+        assert_eq!(report(&[Verdict::Pass, Verdict::Warn]).exit_code, 1);
+        assert_eq!(report(&[Verdict::Warn, Verdict::Fail, Verdict::Pass]).exit_code, 2);
+        assert_eq!(report(&[Verdict::Fail, Verdict::Warn]).verdict, Verdict::Fail);
+        assert_eq!(report(&[]).exit_code, 0);
+        assert_eq!(report(&[Verdict::Warn, Verdict::Warn]).count(Verdict::Warn), 2);
+    }
+
+    #[test]
+    fn checks_parse_by_name_and_unknown_ones_list_the_known() {
+        assert_eq!("mic".parse::<Check>(), Ok(Check::Mic));
+        assert_eq!(" codec".parse::<Check>(), Ok(Check::Codec));
+        let err = "speakers".parse::<Check>().unwrap_err();
+        assert!(err.contains("mic, codec"), "{err}");
+    }
+
+    #[test]
+    fn report_json_has_verdicts_codes_remedies_and_figures() {
+        let figures = codec::CodecFigures {
+            real_time_factor: 50.0,
+            audio_ms: 2000,
+            encode_ms: 30.0,
+            decode_ms: 10.0,
+            bitrate_bps: 24_000,
+            complexity: 9,
+        };
+        let report = Report::new(
+            vec![
+                CheckResult::pass(Check::Codec, "fast".into(), Some(Figures::Codec(figures))),
+                result(Check::Mic, Verdict::Warn),
+            ],
+            Duration::from_millis(1234),
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["verdict"], "warn");
+        assert_eq!(json["exit_code"], 1);
+        assert_eq!(json["duration_ms"], 1234);
+        assert_eq!(json["checks"][0]["check"], "codec");
+        assert_eq!(json["checks"][0]["verdict"], "pass");
+        assert_eq!(json["checks"][0]["remedy"], serde_json::Value::Null);
+        assert_eq!(json["checks"][0]["figures"]["real_time_factor"], 50.0);
+        assert_eq!(json["checks"][1]["code"], "x");
+        assert_eq!(json["checks"][1]["remedy"], "fix it");
+    }
+
+    #[test]
+    fn a_plan_runs_only_what_it_names_in_the_usual_order() {
+        let plan = Plan { checks: vec![Check::Codec], ..Plan::default() };
+        let mut started = Vec::new();
+        let report = run(&plan, |c| started.push(c));
+        assert_eq!(started, [Check::Codec]);
+        assert_eq!(report.checks.len(), 1);
+        assert_eq!(report.checks[0].check, Check::Codec);
+    }
+}

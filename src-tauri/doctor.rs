@@ -1,0 +1,85 @@
+//! `calldock doctor`: runs calldock-doctor's checks and prints the report as a table or JSON.
+
+use std::io::Write;
+
+use calldock_doctor::microphone::{LISTEN_SECONDS, MicSource};
+use calldock_doctor::{Check, Plan, Report, Verdict};
+
+use crate::cli::exit;
+
+pub const DOCTOR_HELP: &str = "Checks: mic (level in dBFS, noise floor, clipping; needs 2 s of sound within \
+the first 5 s, so speak during the test), codec (Opus encode and decode speed on this CPU). Speaker, camera and \
+network checks come later.
+
+Exit codes: 0 every check passed; 1 some check warned; 2 some check failed, or bad usage; 4 internal error.";
+
+#[derive(clap::Args, Debug)]
+pub struct DoctorArgs {
+    /// Run only these checks, comma-separated: mic, codec (default: all of them).
+    #[arg(long, value_delimiter = ',', value_name = "CHECKS")]
+    pub only: Vec<Check>,
+    /// The microphone to check: `default`, a device id from `calldock devices`, or a WAV file
+    /// standing in for it (to replay a recorded problem).
+    #[arg(long, default_value = "default", value_name = "DEV|FILE.wav", value_parser = MicSource::parse)]
+    pub mic: MicSource,
+    /// Print the report as JSON (verdicts, codes, remedies and measured figures).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: DoctorArgs) -> u8 {
+    let checks = if args.only.is_empty() { Check::ALL.to_vec() } else { args.only };
+    let plan = Plan { checks, microphone: args.mic };
+    // Listening to a device blocks for seconds: keep it off the async workers.
+    let report = tokio::task::spawn_blocking(move || {
+        calldock_doctor::run(&plan, |check| {
+            if check == Check::Mic
+                && let MicSource::Device(device) = &plan.microphone
+            {
+                // On stderr, so `--json` output stays clean; a person must know to speak.
+                eprintln!("doctor: listening to the microphone {device} for up to {LISTEN_SECONDS} s: say something");
+            }
+        })
+    })
+    .await;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("calldock doctor: a check stopped unexpectedly: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("calldock doctor: cannot write the report as JSON: {e}");
+                return exit::INTERNAL;
+            }
+        }
+    } else {
+        print!("{}", table(&report));
+    }
+    let _ = std::io::stdout().flush();
+    report.exit_code
+}
+
+/// The report for a person: one row per check, its remedy on the line below.
+fn table(report: &Report) -> String {
+    let width = report.checks.iter().map(|c| c.check.name().len()).max().unwrap_or(0).max("check".len());
+    let mut out = format!("{:<width$}  verdict  summary\n", "check");
+    for result in &report.checks {
+        out += &format!("{:<width$}  {:<7}  {}\n", result.check.name(), result.verdict.to_string(), result.summary);
+        if let Some(remedy) = &result.remedy {
+            out += &format!("{:<width$}  {:<7}  remedy: {remedy}\n", "", "");
+        }
+    }
+    out += &format!(
+        "\ndoctor: {} passed, {} warned, {} failed in {:.1} s\n",
+        report.count(Verdict::Pass),
+        report.count(Verdict::Warn),
+        report.count(Verdict::Fail),
+        report.duration_ms as f64 / 1000.0
+    );
+    out
+}
