@@ -278,3 +278,42 @@ fn aiortc_calls_calldock_and_speech_flows_both_ways() {
         speech.heard_both_ways().map_err(|e| format!("{e}\n{context}"))
     });
 }
+
+/// A peer whose SDP carries the wrong DTLS certificate fingerprint (what a man in the middle
+/// would send): calldock refuses the handshake and the call ends `failed(dtls)`, within a few
+/// seconds and with a reason; it never carries media.
+#[test]
+fn a_tampered_fingerprint_ends_the_call_with_failed_dtls() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
+    let answer =
+        aiortc_peer(&server, &["--answer", "--user", "bob", "--tamper-fingerprint", "--connect-timeout", "20"]);
+    let mut aiortc = Process::start("aiortc answer", answer, "waiting for calls");
+    aiortc.wait_ready(Duration::from_secs(15));
+    let mut call = calldock();
+    call.args(["call", "bob", "--server", &server.base, "--user", "alice", "--json"]).args([
+        "--mic",
+        "silence",
+        "--speaker",
+        "null",
+        "--bind",
+        "127.0.0.1:0",
+        "--duration",
+        "5",
+    ]);
+    let started = Instant::now();
+    let mut alice = Process::start("calldock call", call, "\"ended\"");
+    let (alice_code, alice_out) = alice.finish(Duration::from_secs(20));
+    let took = started.elapsed();
+    let (_, bob_out) = aiortc.finish(Duration::from_secs(15));
+    let context = format!("{alice_out}{bob_out}");
+    assert_eq!(alice_code, 1, "the call must not succeed:\n{context}");
+    let ended = alice_out.lines().find(|l| l.contains("\"event\":\"ended\"")).unwrap_or_default();
+    assert!(ended.contains("\"reason\":\"failed(dtls)\""), "ended {ended:?}:\n{context}");
+    assert!(
+        !alice_out.lines().any(|l| l.contains("\"state\":\"connected\"")),
+        "media never connects with a forged certificate:\n{context}"
+    );
+    println!("failed(dtls) after {:.1} s", took.as_secs_f64());
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}

@@ -333,6 +333,20 @@ class Speaker:
             out.writeframes(data.tobytes())
 
 
+def tampered_fingerprint(sdp: str) -> str:
+    """The SDP with one hex digit of each certificate fingerprint changed: what a man in the
+    middle's SDP looks like to the other side, whose DTLS check must then fail."""
+    lines = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=fingerprint:"):
+            algorithm, value = line.split(" ", 1)
+            first = value[0]
+            value = ("B" if first == "A" else "A") + value[1:]
+            line = f"{algorithm} {value}"
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
 def parse_candidate(event: dict):
     from aiortc.sdp import candidate_from_sdp
 
@@ -381,7 +395,10 @@ async def hold_call(args, sig: Signaling, call_id: str, offerer: bool) -> None:
 
     async def send_description() -> None:
         kind = pc.localDescription.type
-        await sig.request("sdp", call_id=call_id, kind=kind, sdp=pc.localDescription.sdp)
+        sdp = pc.localDescription.sdp
+        if args.tamper_fingerprint:
+            sdp = tampered_fingerprint(sdp)
+        await sig.request("sdp", call_id=call_id, kind=kind, sdp=sdp)
         # aiortc does not trickle: every candidate is in the SDP. Say so (docs/protocol.md §9.2).
         await sig.request("ice", call_id=call_id, candidate="")
 
@@ -458,6 +475,10 @@ async def hold_call(args, sig: Signaling, call_id: str, offerer: bool) -> None:
                     say("connected")
                     if args.duration is not None:
                         hangup_at = loop.time() + args.duration
+                elif state == "failed" and args.tamper_fingerprint and not connected:
+                    # With a forged fingerprint this side's failure is expected; the test is
+                    # whether the other side notices by itself, so leave ending the call to it.
+                    say("the peer connection failed (expected with a tampered fingerprint)")
                 elif state == "failed":
                     ended = True
                     await sig.request("call.end", call_id=call_id, failure="ice" if not connected else "media")
@@ -566,6 +587,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, help="hang up this many seconds after media connects")
     parser.add_argument("--connect-timeout", type=float, default=15.0, help="seconds for media to connect")
     parser.add_argument("--ring-timeout", type=float, default=60.0, help="seconds to wait for an answer or a call")
+    parser.add_argument(
+        "--tamper-fingerprint",
+        action="store_true",
+        help="send SDP whose DTLS certificate fingerprint is wrong (tests the other side's check)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log signaling frames, aiortc and aioice at debug level")
     args = parser.parse_args()
     if args.mic and not os.path.isfile(args.mic):
