@@ -77,8 +77,24 @@ pub enum Command {
     /// speed; each check says pass, warn or fail, with a remedy.
     #[command(after_help = crate::doctor::DOCTOR_HELP)]
     Doctor(crate::doctor::DoctorArgs),
+    /// Ring: loop the ringtone on an output device for a while (QA for the ringer device).
+    #[command(after_help = EXIT_CODES)]
+    Ring(RingArgs),
     /// Print the protocol's JSON Schema (generated from the Rust types).
     ProtocolSchema,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RingArgs {
+    /// Output device: an id from `calldock devices`, or `default`.
+    #[arg(long, default_value = "default")]
+    pub device: String,
+    /// How long to ring, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// The ringer's own volume, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.8)]
+    pub volume: f32,
 }
 
 /// Who to sign in as, and where.
@@ -209,6 +225,7 @@ pub async fn run(args: Args) -> u8 {
         Some(Command::History { account, limit, json }) => crate::session::history(account, limit, json).await,
         Some(Command::Devices { json }) => crate::session::devices(json),
         Some(Command::Doctor(doctor)) => crate::doctor::run(doctor).await,
+        Some(Command::Ring(ring)) => ring_command(ring).await,
         Some(Command::ProtocolSchema) => {
             println!("{}", serde_json::to_string_pretty(&calldock_protocol::json_schema()).unwrap_or_default());
             exit::OK
@@ -218,6 +235,50 @@ pub async fn run(args: Args) -> u8 {
             exit::USAGE
         }
     }
+}
+
+/// The ringtone built into the program (assets/README.md says how it was made).
+const RINGTONE: &[u8] = include_bytes!("../assets/ringtone.wav");
+
+async fn ring_command(args: RingArgs) -> u8 {
+    use calldock_devices::{DeviceChoice, DeviceError, Ringer, Ringtone};
+    let Some(choice) = DeviceChoice::parse(&args.device) else {
+        eprintln!("calldock ring: {} is not a device id; `calldock devices` lists them", args.device);
+        return exit::USAGE;
+    };
+    if !(0.0..=1.0).contains(&args.volume) {
+        eprintln!("calldock ring: --volume takes 0.0 to 1.0, not {}", args.volume);
+        return exit::USAGE;
+    }
+    let Ok(length) = std::time::Duration::try_from_secs_f64(args.seconds) else {
+        eprintln!("calldock ring: --seconds takes a number of seconds, not {}", args.seconds);
+        return exit::USAGE;
+    };
+    let tone = match Ringtone::from_wav_bytes("assets/ringtone.wav", RINGTONE) {
+        Ok(tone) => tone,
+        Err(e) => {
+            eprintln!("calldock ring: {e} [{}]", e.code());
+            return exit::INTERNAL;
+        }
+    };
+    let ringer = match Ringer::start(&choice, &tone, args.volume) {
+        Ok(ringer) => ringer,
+        Err(e) => {
+            eprintln!("calldock ring: {e} [{}]", e.code());
+            return match e {
+                DeviceError::NotFound { .. } => exit::USAGE,
+                _ => exit::UNSUCCESSFUL,
+            };
+        }
+    };
+    println!("ringing on {} for {} s at volume {}", ringer.device_id(), args.seconds, args.volume);
+    tokio::select! {
+        _ = tokio::time::sleep(length) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    ringer.stop();
+    println!("stopped");
+    exit::OK
 }
 
 async fn serve_command(args: ServeArgs) -> u8 {

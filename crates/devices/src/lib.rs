@@ -10,12 +10,14 @@
 //! - A device that fails while streaming is reported (a [`StreamHealth`] failure), never a panic;
 //!   what to do about it (fall back to the default device) is the caller's decision.
 
+mod ringer;
 mod stream;
 
 use std::fmt;
 use std::str::FromStr;
 
 use cpal::traits::{DeviceTrait, HostTrait};
+pub use ringer::{Ringer, Ringtone, RingtoneError};
 pub use stream::{Capture, Playout, StreamHealth};
 
 /// Which way audio goes through a device.

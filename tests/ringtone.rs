@@ -1,0 +1,149 @@
+//! The ringtone (SPEC §7) on a real (virtual) device: `calldock ring` plays into a PulseAudio
+//! null sink, and what plays there is recorded from the sink's monitor by PulseAudio's own
+//! `parec`, outside calldock (tests/support/pulse.rs).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::calldock;
+use support::pulse::{VirtualPulse, level_between};
+
+/// Seconds from the start of a recording to `at`.
+fn offset(start: Instant, at: Instant) -> f64 {
+    at.saturating_duration_since(start).as_secs_f64()
+}
+
+/// What one `calldock ring` run sounded like on the sink's monitor.
+struct Rang {
+    /// dBFS from 0.3 s to 1.5 s after calldock said it rings: the first burst, the gap after
+    /// it and the start of the second, whatever the device's start-up delay.
+    during: f64,
+    /// dBFS over the whole time the process said it rang.
+    whole: f64,
+    /// dBFS from 0.2 s to 1.0 s after the process exited.
+    after: f64,
+    /// The end of the last 10 ms block above -60 dBFS, relative to calldock saying "stopped"
+    /// (printed once the ringer is stopped), seconds.
+    sound_ended: Option<f64>,
+    /// From "ringing on" to the process exit, seconds.
+    rang_for: f64,
+}
+
+fn ring(pulse: &VirtualPulse, seconds: &str, volume: &str) -> Rang {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recording = pulse.record("ring", &dir.path().join("ring.raw"));
+    // parec takes a moment to start delivering.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    let mut child = command
+        .args(["ring", "--device", "pulseaudio:ring", "--seconds", seconds, "--volume", volume])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("calldock starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let (ringing_at, first) = lines.recv_timeout(Duration::from_secs(10)).expect("calldock says it rings");
+    assert!(first.starts_with("ringing on pulseaudio:ring"), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("calldock can be waited for") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "calldock ring --seconds {seconds} still runs after 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let exited_at = Instant::now();
+    assert_eq!(status.code(), Some(0), "calldock ring exits 0");
+    let rest: Vec<(Instant, String)> = lines.try_iter().collect();
+    let stopped_at = rest
+        .iter()
+        .find(|(_, line)| line == "stopped")
+        .map(|(at, _)| *at)
+        .unwrap_or_else(|| panic!("calldock ring says it stopped: {rest:?}"));
+
+    // Silence after the process is gone, for long enough to tell.
+    std::thread::sleep(Duration::from_millis(1200));
+    let heard = recording.stop();
+    let recorded = heard.samples.len() as f64 / 48_000.0;
+    let ringing = offset(heard.start, ringing_at);
+    let exited = offset(heard.start, exited_at);
+    let stopped = offset(heard.start, stopped_at);
+    assert!(recorded > exited + 1.0, "the recording ({recorded:.2} s) goes on past the exit ({exited:.2} s)");
+    let last_sound = (0..heard.samples.len() / 480)
+        .rev()
+        .find(|&block| level_between(&heard.samples, block as f64 * 0.01, (block + 1) as f64 * 0.01) > -60.0)
+        .map(|block| (block + 1) as f64 * 0.01);
+    let rang = Rang {
+        during: level_between(&heard.samples, ringing + 0.3, ringing + 1.5),
+        whole: level_between(&heard.samples, ringing, exited),
+        after: level_between(&heard.samples, exited + 0.2, exited + 1.0),
+        sound_ended: last_sound.map(|end| end - stopped),
+        rang_for: exited_at.duration_since(ringing_at).as_secs_f64(),
+    };
+    eprintln!(
+        "ringtone on pulseaudio:ring at volume {volume}: {:.1} dBFS while ringing (0.3-1.5 s), {:.1} dBFS over the \
+         whole ring, {:.1} dBFS after exit; sound ended {} relative to \"stopped\"; rang {:.2} s",
+        rang.during,
+        rang.whole,
+        rang.after,
+        rang.sound_ended.map_or("never".into(), |end| format!("{:+.0} ms", end * 1000.0)),
+        rang.rang_for,
+    );
+    rang
+}
+
+#[test]
+fn the_ringtone_sounds_on_the_chosen_sink_and_stops_when_told() {
+    let pulse = VirtualPulse::start(&["ring"]);
+    let rang = ring(&pulse, "2", "1.0");
+    assert!((1.9..3.5).contains(&rang.rang_for), "rang for {:.2} s, asked for 2 s", rang.rang_for);
+    // assets/ringtone.wav: bursts at -12 dBFS RMS.
+    assert!(rang.during > -40.0, "the ringtone is heard on the sink's monitor: {:.1} dBFS", rang.during);
+    assert!(rang.after < -70.0, "silence once ringing stopped: {:.1} dBFS", rang.after);
+    let end = rang.sound_ended.expect("some sound was heard");
+    assert!(end <= 0.08, "the sound stopped when calldock stopped ringing (it ended {end:+.2} s from then)");
+}
+
+#[test]
+fn the_ringer_has_its_own_volume() {
+    let pulse = VirtualPulse::start(&["ring"]);
+    // 2.5 s: the stop falls in the middle of a burst (0.5 s into the second pass).
+    let rang = ring(&pulse, "2.5", "0.25");
+    // Stopping cuts the sound off mid-burst: it lasts up to the stop, not a moment beyond.
+    let end = rang.sound_ended.expect("some sound was heard");
+    assert!((-0.3..=0.08).contains(&end), "the sound ends when the ringer stops ({end:+.3} s from \"stopped\")");
+    // A quarter of the amplitude: 12 dB below the -12.9 dBFS heard at full volume.
+    assert!((-28.0..-22.0).contains(&rang.during), "at volume 0.25: {:.1} dBFS", rang.during);
+    assert!(rang.after < -70.0, "silence once ringing stopped: {:.1} dBFS", rang.after);
+}
+
+#[test]
+fn a_device_that_is_not_present_is_a_usage_error_pointing_to_calldock_devices() {
+    let pulse = VirtualPulse::start(&["ring"]);
+    for device in ["pulseaudio:nosuch", "not-a-device"] {
+        let mut command = calldock();
+        pulse.apply(&mut command);
+        let out = command
+            .args(["ring", "--device", device, "--seconds", "1"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("calldock runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{device}: {stderr}");
+        assert!(stderr.contains(device) && stderr.contains("calldock devices"), "{device}: {stderr}");
+    }
+}
