@@ -3,20 +3,10 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{ServerProcess, calldock, speak};
-
-/// A child process that is killed if the test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Running, ServerProcess, calldock, speak};
 
 /// Starts `calldock answer …` and waits until it says it is ready.
 fn answerer(server: &ServerProcess, args: &[&str]) -> (Running, std::thread::JoinHandle<Vec<String>>) {
@@ -52,16 +42,7 @@ fn text(output: &Output) -> String {
 }
 
 fn wait(mut child: Running, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait works") {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            panic!("process did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    child.wait(within)
 }
 
 #[test]

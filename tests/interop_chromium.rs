@@ -11,14 +11,14 @@ mod support;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::overload::up_to_two_tries;
-use support::{ServerProcess, calldock, chromium};
+use support::{Running, ServerProcess, calldock, chromium};
 
 const PAGE: &str = include_str!("../interop/chromium/peer.html");
 const SCRIPT: &str = include_str!("../interop/chromium/peer.js");
@@ -142,30 +142,6 @@ fn page_details(result: &Value) -> String {
         field("local_sdp"),
         field("remote_sdp")
     )
-}
-
-/// A calldock process that is killed if the test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    /// Waits for the exit, at most `within`; returns the exit code.
-    fn wait(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait works") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "calldock did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 /// Real speech from espeak-ng (installed by scripts/test) after [`LEAD_IN_MS`] of a quiet

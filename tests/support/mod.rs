@@ -119,3 +119,27 @@ pub fn speak(dir: &Path, name: &str, text: &str) -> (PathBuf, Vec<f32>) {
     resampler.push(&samples, |f| at48.extend_from_slice(f)).expect("resampled");
     (path, at48)
 }
+
+/// A child process that is killed if the test ends (or fails) before it exits.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Waits for the exit, at most `within`; returns the exit code.
+    pub fn wait(&mut self, within: Duration) -> i32 {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait works") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "the process did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

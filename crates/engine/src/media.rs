@@ -232,34 +232,28 @@ async fn run(
                         std::mem::replace(&mut speaker, opened).finish();
                     }
                     Err(reason) => {
-                        let device = speaker.device_id().unwrap_or("the current speaker").to_string();
-                        let reason = format!("{reason}; the call stays on {device}");
-                        let change = DeviceChange { direction: calldock_devices::Direction::Output, device, reason };
+                        let change = DeviceChange::refused(calldock_devices::Direction::Output, speaker.device_id(), &reason);
                         let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
                     }
                 },
-                Some(ToMedia::SetMicrophone(wanted)) => match MicrophoneInput::open(&wanted).await {
-                    Ok(opened) => match send.set_input_rate(opened.rate()) {
-                        Ok(()) => {
+                Some(ToMedia::SetMicrophone(wanted)) => {
+                    let opened = match MicrophoneInput::open(&wanted).await {
+                        Ok(opened) => send.set_input_rate(opened.rate()).map(|()| opened).map_err(|e| e.to_string()),
+                        Err(reason) => Err(reason),
+                    };
+                    match opened {
+                        Ok(opened) => {
                             tracing::info!(%call_id, device = ?wanted, "microphone switched");
                             mic = opened;
                             mic_started = connected.then(Instant::now);
                             mic_chunks = 0;
                         }
-                        Err(e) => {
-                            let device = mic.device_id().unwrap_or("the current microphone").to_string();
-                            let reason = format!("{e}; the call stays on {device}");
-                            let change = DeviceChange { direction: calldock_devices::Direction::Input, device, reason };
+                        Err(reason) => {
+                            let change = DeviceChange::refused(calldock_devices::Direction::Input, mic.device_id(), &reason);
                             let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
                         }
-                    },
-                    Err(reason) => {
-                        let device = mic.device_id().unwrap_or("the current microphone").to_string();
-                        let reason = format!("{reason}; the call stays on {device}");
-                        let change = DeviceChange { direction: calldock_devices::Direction::Input, device, reason };
-                        let _ = out.send(FromMedia::Device { call_id: call_id.clone(), change }).await;
                     }
-                },
+                }
                 // The other side lost the connection: the same schedule as a loss seen here.
                 Some(ToMedia::RestartIce) if offerer && connected => {
                     tracing::info!(%call_id, "the other side asks for an ICE restart");

@@ -45,6 +45,17 @@ pub struct DeviceChange {
     pub reason: String,
 }
 
+impl DeviceChange {
+    /// A switch the user asked for could not be made: the call stays on `current`.
+    pub(crate) fn refused(direction: Direction, current: Option<&str>, reason: &str) -> DeviceChange {
+        let device = current.unwrap_or(match direction {
+            Direction::Input => "the current microphone",
+            Direction::Output => "the current speaker",
+        });
+        DeviceChange { direction, device: device.to_string(), reason: format!("{reason}; the call stays on {device}") }
+    }
+}
+
 /// How much received audio a device speaker keeps queued: enough to ride out a late tick of
 /// the session's 10 ms clock, little enough not to add delay.
 const PLAYOUT_QUEUE: usize = FRAME_20MS + FRAME_10MS;
