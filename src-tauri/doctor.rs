@@ -2,6 +2,9 @@
 
 use std::io::Write;
 
+use std::path::PathBuf;
+
+use calldock_doctor::camera::CameraSource;
 use calldock_doctor::microphone::{LISTEN_SECONDS, MicSource};
 use calldock_doctor::{Check, Plan, Report, Verdict};
 
@@ -15,13 +18,30 @@ Exit codes: 0 every check passed; 1 some check warned; 2 some check failed, or b
 
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {
-    /// Run only these checks, comma-separated: mic, codec (default: all of them).
+    /// Run only these checks, comma-separated: mic, speaker, camera, network, codec (default: all
+    /// of them).
     #[arg(long, value_delimiter = ',', value_name = "CHECKS")]
     pub only: Vec<Check>,
     /// The microphone to check: `default`, a device id from `calldock devices`, or a WAV file
     /// standing in for it (to replay a recorded problem).
     #[arg(long, default_value = "default", value_name = "DEV|FILE.wav", value_parser = MicSource::parse)]
     pub mic: MicSource,
+    /// The speaker to check: `default`, a device id from `calldock devices`, or `null` (no
+    /// output device: the check is skipped with a warning).
+    #[arg(long, default_value = "default", value_name = "DEV|null")]
+    pub speaker: String,
+    /// The camera to check: `default`, a device id from `calldock devices`, `pattern` (a moving
+    /// test pattern), or a Y4M file standing in for it (to replay a recorded problem).
+    #[arg(long, default_value = "default", value_name = "DEV|pattern|FILE.y4m", value_parser = CameraSource::parse)]
+    pub camera: CameraSource,
+    /// The signaling server the network check reaches (its STUN, TURN and echo bot too).
+    /// Without it, the check runs against the embedded reference server on loopback.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Also write a support bundle: one archive with system information, the device inventory,
+    /// this report, recent call summaries and recent logs, with secrets and addresses redacted.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     /// Print the report as JSON (verdicts, codes, remedies and measured figures).
     #[arg(long)]
     pub json: bool,
@@ -29,7 +49,7 @@ pub struct DoctorArgs {
 
 pub async fn run(args: DoctorArgs) -> u8 {
     let checks = if args.only.is_empty() { Check::ALL.to_vec() } else { args.only };
-    let plan = Plan { checks, microphone: args.mic };
+    let plan = Plan { checks, microphone: args.mic, camera: args.camera, ..Plan::default() };
     // Listening to a device blocks for seconds: keep it off the async workers.
     let report = tokio::task::spawn_blocking(move || {
         calldock_doctor::run(&plan, |check| {

@@ -7,11 +7,16 @@
 //! functions that take samples and durations as arguments and touch no device, file or clock,
 //! so every verdict is tested on controlled inputs.
 //!
-//! Checks so far: `mic` ([`microphone`]) and `codec` ([`codec`]). Speaker, camera and network
-//! come later; [`Check`] is the list `--only` chooses from.
+//! The checks: `mic` ([`microphone`]), `speaker` ([`speaker`]), `camera` ([`camera`]),
+//! `network` ([`network`]) and `codec` ([`codec`]); [`Check`] is the list `--only` chooses from.
+//! [`bundle`] packs a report with what support needs into one redacted archive.
 
+pub mod bundle;
+pub mod camera;
 pub mod codec;
 pub mod microphone;
+pub mod network;
+pub mod speaker;
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,16 +60,25 @@ impl fmt::Display for Verdict {
 pub enum Check {
     /// The microphone hears sound at a usable level without clipping.
     Mic,
+    /// The speaker plays a test tone; where a microphone hears it, the echo path is measured.
+    Speaker,
+    /// The camera delivers frames at the asked resolutions, fast enough, neither black nor frozen.
+    Camera,
+    /// The server, STUN and TURN are reachable and an echo call carries audio well.
+    Network,
     /// This CPU encodes and decodes Opus fast enough for a call.
     Codec,
 }
 
 impl Check {
-    pub const ALL: [Check; 2] = [Check::Mic, Check::Codec];
+    pub const ALL: [Check; 5] = [Check::Mic, Check::Speaker, Check::Camera, Check::Network, Check::Codec];
 
     pub fn name(self) -> &'static str {
         match self {
             Check::Mic => "mic",
+            Check::Speaker => "speaker",
+            Check::Camera => "camera",
+            Check::Network => "network",
             Check::Codec => "codec",
         }
     }
@@ -126,6 +140,9 @@ impl CheckResult {
 #[serde(untagged)]
 pub enum Figures {
     Microphone(microphone::MicFigures),
+    Speaker(speaker::SpeakerFigures),
+    Camera(camera::CameraFigures),
+    Network(network::NetworkFigures),
     Codec(codec::CodecFigures),
 }
 
@@ -162,11 +179,20 @@ pub struct Plan {
     /// Run in [`Check::ALL`] order whatever order they were asked in; duplicates run once.
     pub checks: Vec<Check>,
     pub microphone: microphone::MicSource,
+    pub speaker: speaker::SpeakerPlan,
+    pub camera: camera::CameraSource,
+    pub network: network::NetworkPlan,
 }
 
 impl Default for Plan {
     fn default() -> Self {
-        Self { checks: Check::ALL.to_vec(), microphone: microphone::MicSource::default() }
+        Self {
+            checks: Check::ALL.to_vec(),
+            microphone: microphone::MicSource::default(),
+            speaker: speaker::SpeakerPlan::default(),
+            camera: camera::CameraSource::default(),
+            network: network::NetworkPlan::default(),
+        }
     }
 }
 
@@ -179,6 +205,9 @@ pub fn run(plan: &Plan, mut on_start: impl FnMut(Check)) -> Report {
         on_start(check);
         results.push(match check {
             Check::Mic => microphone::run(&plan.microphone),
+            Check::Speaker => speaker::run(&plan.speaker, &plan.microphone),
+            Check::Camera => camera::run(&plan.camera),
+            Check::Network => network::run(&plan.network),
             Check::Codec => codec::run(),
         });
     }
@@ -214,7 +243,7 @@ mod tests {
         assert_eq!("mic".parse::<Check>(), Ok(Check::Mic));
         assert_eq!(" codec".parse::<Check>(), Ok(Check::Codec));
         let err = "speakers".parse::<Check>().unwrap_err();
-        assert!(err.contains("mic, codec"), "{err}");
+        assert!(err.contains("mic, speaker, camera, network, codec"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! The support bundle. (Being written: placeholder so the crate builds while it is.)
