@@ -23,8 +23,14 @@ a conformance failure); 2 bad usage; 3 the server could not be reached or refuse
 expired or invalid token); 4 internal error.";
 
 #[derive(Parser, Debug)]
-#[command(name = "calldock", version, about = "Calldock: desktop calling client, its reference server and diagnostics", after_help = EXIT_CODES)]
+#[command(
+    name = "calldock",
+    version,
+    about = "Calldock: desktop calling client, its reference server and diagnostics. Without a command, opens the window.",
+    after_help = EXIT_CODES
+)]
 pub struct Args {
+    /// None: the desktop window (main.rs opens it; the commands never touch the display).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -215,30 +221,26 @@ pub struct ServeArgs {
     pub media_bind: String,
 }
 
-pub async fn run(args: Args) -> u8 {
-    match args.command {
-        Some(Command::Serve(serve)) => serve_command(serve).await,
-        Some(Command::Conformance { server, json }) => conformance_command(&server, json).await,
-        Some(Command::Call(call)) => crate::session::call(call).await,
-        Some(Command::Answer(answer)) => crate::session::answer(answer).await,
-        Some(Command::Hangup(account)) => crate::session::hangup(account).await,
-        Some(Command::History { account, limit, json }) => crate::session::history(account, limit, json).await,
-        Some(Command::Devices { json }) => crate::session::devices(json),
-        Some(Command::Doctor(doctor)) => crate::doctor::run(doctor).await,
-        Some(Command::Ring(ring)) => ring_command(ring).await,
-        Some(Command::ProtocolSchema) => {
+pub async fn run(command: Command) -> u8 {
+    match command {
+        Command::Serve(serve) => serve_command(serve).await,
+        Command::Conformance { server, json } => conformance_command(&server, json).await,
+        Command::Call(call) => crate::session::call(call).await,
+        Command::Answer(answer) => crate::session::answer(answer).await,
+        Command::Hangup(account) => crate::session::hangup(account).await,
+        Command::History { account, limit, json } => crate::session::history(account, limit, json).await,
+        Command::Devices { json } => crate::session::devices(json),
+        Command::Doctor(doctor) => crate::doctor::run(doctor).await,
+        Command::Ring(ring) => ring_command(ring).await,
+        Command::ProtocolSchema => {
             println!("{}", serde_json::to_string_pretty(&calldock_protocol::json_schema()).unwrap_or_default());
             exit::OK
-        }
-        None => {
-            eprintln!("calldock: the desktop window is not built yet; run `calldock --help` for the headless commands");
-            exit::USAGE
         }
     }
 }
 
 /// The ringtone built into the program (assets/README.md says how it was made).
-const RINGTONE: &[u8] = include_bytes!("../assets/ringtone.wav");
+pub const RINGTONE: &[u8] = include_bytes!("../assets/ringtone.wav");
 
 async fn ring_command(args: RingArgs) -> u8 {
     use calldock_devices::{DeviceChoice, DeviceError, Ringer, Ringtone};

@@ -47,6 +47,10 @@ pub struct EngineConfig {
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
     pub media: media::MediaConfig,
+    /// A session token kept from an earlier run (the desktop shell keeps it in the OS
+    /// keychain). [`Engine::connect`] renews it instead of signing in afresh when it still
+    /// belongs to this user and device; otherwise it signs in as usual.
+    pub saved_token: Option<String>,
 }
 
 impl EngineConfig {
@@ -60,6 +64,7 @@ impl EngineConfig {
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             media: media::MediaConfig::SignalingOnly,
+            saved_token: None,
         }
     }
 }
@@ -182,7 +187,20 @@ impl Engine {
     /// connection losses are handled inside (see [`SignalingState`]).
     pub async fn connect(config: EngineConfig) -> Result<(Engine, mpsc::Receiver<EngineEvent>), EngineError> {
         let server = ServerUrl::parse(&config.server)?;
-        let session = rest::login(&server, &config).await?;
+        let session = match config.saved_token.as_deref() {
+            Some(token) => match rest::refresh(&server, token).await {
+                Ok(session)
+                    if session.user == config.user && config.device.as_ref().is_none_or(|d| *d == session.device) =>
+                {
+                    session
+                }
+                Err(e) if e.transient() => return Err(e),
+                // Expired, revoked, signed by another server or for another account: the saved
+                // token is only a shortcut, so sign in afresh.
+                _ => rest::login(&server, &config).await?,
+            },
+            None => rest::login(&server, &config).await?,
+        };
         let (socket, authenticated) = socket::open(&server, &session.token).await?;
         let (events_tx, events) = mpsc::channel(1024);
         let (requests, requests_rx) = mpsc::channel(64);
@@ -199,6 +217,12 @@ impl Engine {
 
     pub fn user(&self) -> UserId {
         self.session.lock().map(|s| s.user.clone()).unwrap_or_else(|p| p.into_inner().user.clone())
+    }
+
+    /// The current session token (it changes on every renewal and reconnect), for a caller that
+    /// keeps it between runs ([`EngineConfig::saved_token`]). A secret: never log it.
+    pub fn session_token(&self) -> String {
+        self.session.lock().map(|s| s.token.clone()).unwrap_or_else(|p| p.into_inner().token.clone())
     }
 
     pub fn device(&self) -> DeviceId {

@@ -396,3 +396,36 @@ async fn mute_sends_silence_and_unmute_brings_speech_back() {
     assert!(levels[after..].iter().any(|&l| l > -40.0), "speech again after unmuting");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_saved_token_resumes_the_session_and_a_bad_one_falls_back_to_signing_in() {
+    let server = start(ServerConfig::default()).await;
+    let (first, _events) = Engine::connect(engine_config(&server.base_url(), "alice")).await.unwrap();
+    let saved = first.session_token();
+    first.close().await;
+
+    let mut resume = engine_config(&server.base_url(), "alice");
+    resume.saved_token = Some(saved.clone());
+    let (resumed, mut events) = Engine::connect(resume).await.unwrap();
+    assert_eq!(resumed.user().as_str(), "alice");
+    assert_ne!(resumed.session_token(), saved, "the saved token was renewed, not reused");
+    let call = resumed.call("echo".into(), Media::Audio).await.unwrap();
+    until(&mut events, |e| match e {
+        EngineEvent::Call(CallEvent::StateChanged { call_id, state: CallState::Connected }) if *call_id == call => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    resumed.close().await;
+
+    // A token for another user, and one that is not a token at all: both sign in afresh.
+    for token in [saved, "not-a-token".to_string()] {
+        let mut config = engine_config(&server.base_url(), "bob");
+        config.saved_token = Some(token);
+        let (engine, _events) = Engine::connect(config).await.expect("signs in afresh");
+        assert_eq!(engine.user().as_str(), "bob");
+        engine.close().await;
+    }
+    server.shutdown().await;
+}

@@ -1,0 +1,140 @@
+//! The IPC commands of docs/desktop-ipc.md, one thin function each over [`Shell`]. Arguments
+//! come through [`Arg`], so a malformed one is `invalid_argument`, never a bare string; results
+//! and errors are JSON (`{code, message}` on failure).
+
+use std::sync::Arc;
+
+use calldock_doctor::Report;
+use calldock_protocol::Media;
+use tauri::State;
+
+use super::contacts::Contact;
+use super::settings::Settings;
+use super::shell::{AppState, DeviceList, MuteSource, Shell};
+use super::transport::{Arg, CallViewJson, IpcError, RecentCallJson};
+
+type Reply<T> = Result<T, IpcError>;
+
+#[tauri::command]
+pub fn get_app_state(shell: State<'_, Arc<Shell>>) -> AppState {
+    if let Some(link) = shell.ui_ready() {
+        shell.deliver_deep_link_later(link);
+    }
+    shell.app_state()
+}
+
+#[tauri::command]
+pub async fn save_settings(shell: State<'_, Arc<Shell>>, settings: Arg<Settings>) -> Reply<AppState> {
+    shell.save_settings(settings.0).await
+}
+
+#[tauri::command]
+pub async fn sign_in(shell: State<'_, Arc<Shell>>) -> Reply<()> {
+    shell.sign_in().await
+}
+
+#[tauri::command]
+pub async fn sign_out(shell: State<'_, Arc<Shell>>) -> Reply<()> {
+    shell.sign_out().await
+}
+
+#[tauri::command]
+pub async fn list_contacts(shell: State<'_, Arc<Shell>>) -> Reply<Vec<Contact>> {
+    shell.list_contacts().await
+}
+
+#[tauri::command]
+pub async fn add_contact(
+    shell: State<'_, Arc<Shell>>,
+    user_id: Arg<String>,
+    display_name: Arg<String>,
+) -> Reply<Vec<Contact>> {
+    shell.add_contact(user_id.0, display_name.0).await
+}
+
+#[tauri::command]
+pub async fn remove_contact(shell: State<'_, Arc<Shell>>, user_id: Arg<String>) -> Reply<Vec<Contact>> {
+    shell.remove_contact(user_id.0).await
+}
+
+#[tauri::command]
+pub async fn recent_calls(shell: State<'_, Arc<Shell>>, limit: Arg<usize>) -> Reply<Vec<RecentCallJson>> {
+    shell.recent_calls(limit.0).await
+}
+
+#[tauri::command]
+pub async fn list_calls(shell: State<'_, Arc<Shell>>) -> Reply<Vec<CallViewJson>> {
+    shell.list_calls().await
+}
+
+#[tauri::command]
+pub async fn start_call(shell: State<'_, Arc<Shell>>, to: Arg<String>, media: Arg<Media>) -> Reply<String> {
+    shell.start_call(to.0, media.0).await
+}
+
+#[tauri::command]
+pub async fn accept_call(shell: State<'_, Arc<Shell>>, call_id: Arg<String>, media: Arg<Media>) -> Reply<()> {
+    shell.accept_call(call_id.0, media.0).await
+}
+
+#[tauri::command]
+pub async fn decline_call(shell: State<'_, Arc<Shell>>, call_id: Arg<String>) -> Reply<()> {
+    shell.decline_call(call_id.0).await
+}
+
+#[tauri::command]
+pub async fn hang_up(shell: State<'_, Arc<Shell>>, call_id: Arg<String>) -> Reply<()> {
+    shell.hang_up(call_id.0).await
+}
+
+#[tauri::command]
+pub async fn set_muted(shell: State<'_, Arc<Shell>>, muted: Arg<bool>) -> Reply<()> {
+    shell.set_muted(muted.0, MuteSource::Ui).await
+}
+
+/// Video needs the engine to carry it; until then the UI keeps its test pattern.
+#[tauri::command]
+pub fn set_video(enabled: Arg<bool>) -> Reply<()> {
+    let _ = enabled.0;
+    Err(IpcError::video_unavailable())
+}
+
+#[tauri::command]
+pub async fn set_microphone(shell: State<'_, Arc<Shell>>, device: Arg<String>) -> Reply<()> {
+    shell.set_microphone(device.0).await
+}
+
+#[tauri::command]
+pub async fn set_speaker(shell: State<'_, Arc<Shell>>, device: Arg<String>) -> Reply<()> {
+    shell.set_speaker(device.0).await
+}
+
+#[tauri::command]
+pub async fn list_devices(shell: State<'_, Arc<Shell>>) -> Reply<DeviceList> {
+    shell.list_devices().await
+}
+
+#[tauri::command]
+pub async fn start_mic_meter(shell: State<'_, Arc<Shell>>, device: Arg<String>) -> Reply<()> {
+    shell.start_mic_meter(device.0).await
+}
+
+#[tauri::command]
+pub fn stop_mic_meter(shell: State<'_, Arc<Shell>>) {
+    shell.stop_mic_meter();
+}
+
+#[tauri::command]
+pub async fn test_ringer(shell: State<'_, Arc<Shell>>, device: Arg<String>, volume: Arg<f32>) -> Reply<()> {
+    shell.test_ringer(device.0, volume.0).await
+}
+
+#[tauri::command]
+pub fn silence_ringer(shell: State<'_, Arc<Shell>>) {
+    shell.silence_ringer();
+}
+
+#[tauri::command]
+pub async fn run_doctor(shell: State<'_, Arc<Shell>>, checks: Arg<Option<Vec<String>>>) -> Reply<Report> {
+    shell.run_doctor(checks.0).await
+}

@@ -1,0 +1,1141 @@
+//! The shell's state and what each command does: settings, the signaling connection through
+//! the engine, the built-in server, contacts, devices, the ringer and the doctor.
+//!
+//! It decides nothing about calls: commands go to [`Engine`] as they come, and engine events go
+//! to the UI as they come ([`Outbox`]). It owns only what the engine does not: where settings
+//! and the session token are kept, when to (re)connect, and the desktop's ringer and meter.
+//!
+//! Nothing here knows Tauri's window types: [`Outbox`] is how it reaches the UI and the OS, so
+//! the tests drive a whole shell against a real server with a recording outbox.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use calldock_devices::DeviceChoice;
+use calldock_doctor::{Check, Plan, Report};
+use calldock_engine::call::CallEvent;
+use calldock_engine::media::{MediaConfig, Microphone, Speaker};
+use calldock_engine::{Engine, EngineConfig, EngineError, EngineEvent, SignalingState};
+use calldock_protocol::{CallId, Media};
+use calldock_server::RunningServer;
+use serde::Serialize;
+use serde_json::json;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::call_board::CallBoard;
+use super::contacts::{self, Contact, ContactBook};
+use super::deep_link::DeepLink;
+use super::device_watch::{CameraDevice, DevicesChanged, Snapshot};
+use super::keychain::{Keychain, KeychainError, KeychainStatus};
+use super::mic_meter::MicMeter;
+use super::ringing::Ringing;
+use super::settings::{self, ConfigDir, ServerSetting, Settings};
+use super::transport::{CallEventJson, CallStatsJson, CallViewJson, IpcError, RecentCallJson, SignalingJson};
+
+/// Where the shell's events and OS notices go: the UI's windows and the desktop (tray,
+/// notifications) in the app, a recorder in tests.
+pub trait Outbox: Send + Sync + 'static {
+    /// An event for the UI (docs/desktop-ipc.md), emitted to every window.
+    fn emit(&self, event: &'static str, payload: serde_json::Value);
+    /// The calls or the microphone's mute changed: `text` is the tray's one line.
+    fn calls_changed(&self, _text: &str, _muted: bool) {}
+    /// A call started ringing here.
+    fn incoming_call(&self, _from_name: &str, _stacked: bool) {}
+}
+
+/// Who pressed mute (the `mute-changed` event's `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MuteSource {
+    Ui,
+    Shortcut,
+    Tray,
+}
+
+/// `get_app_state`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppState {
+    pub first_run: bool,
+    pub settings: Settings,
+    pub signaling: SignalingJson,
+    pub keychain: KeychainStatus,
+    pub built_in_server_url: Option<String>,
+    pub app_version: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceList {
+    pub devices: Vec<calldock_devices::AudioDevice>,
+    pub cameras: Vec<CameraDevice>,
+}
+
+/// A WAV file (or silence / nothing) standing in for the microphone or speaker in every call,
+/// from `CALLDOCK_VIRTUAL_MIC` / `CALLDOCK_VIRTUAL_SPEAKER`: support replays a customer's
+/// problem this way (SPEC), and end-to-end tests call without sound hardware.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VirtualDevices {
+    pub microphone: Option<Microphone>,
+    pub speaker: Option<Speaker>,
+}
+
+impl VirtualDevices {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Self {
+            microphone: var("CALLDOCK_VIRTUAL_MIC")
+                .map(|p| if p.as_os_str() == "silence" { Microphone::Silence } else { Microphone::Wav(p) }),
+            speaker: var("CALLDOCK_VIRTUAL_SPEAKER")
+                .map(|p| if p.as_os_str() == "null" { Speaker::Null } else { Speaker::Wav(p) }),
+        }
+    }
+}
+
+/// How long keychain calls may take before the shell goes on without them: a locked Secret
+/// Service shows an unlock prompt and blocks until the person answers it.
+const KEYCHAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// How long closing things may take at sign-out and exit.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long after the UI first asked for the app state a waiting deep link is sent: the UI
+/// shows the link on top of its first screen.
+const DEEP_LINK_DELAY: Duration = Duration::from_millis(500);
+
+/// How many past calls the contact list looks through for people.
+const CONTACTS_FROM_HISTORY: usize = 50;
+
+/// The first-connect retry delay: 1 s, doubling to 30 s (the engine reconnects by itself only
+/// once it has connected once).
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+struct State {
+    settings: Settings,
+    first_run: bool,
+    signaling: SignalingJson,
+    keychain: KeychainStatus,
+    built_in_url: Option<String>,
+    engine: Option<Engine>,
+    /// The task that signs in and then forwards the engine's events.
+    connection: Option<tokio::task::JoinHandle<()>>,
+    /// Bumped at every sign-in and sign-out: events of an older connection are dropped.
+    generation: u64,
+    muted: bool,
+    board: CallBoard,
+    contacts: ContactBook,
+    /// Processing switches changed: the engine takes them at its next sign-in, which waits
+    /// until no call is live.
+    processing_stale: bool,
+    /// The UI has asked for the app state, so it listens to events.
+    ui_ready: bool,
+    /// A link that came before the UI listened.
+    deep_link: Option<DeepLink>,
+}
+
+pub struct Shell {
+    config: ConfigDir,
+    data_dir: PathBuf,
+    device_id: String,
+    keychain: Arc<Keychain>,
+    outbox: Arc<dyn Outbox>,
+    runtime: Handle,
+    virtual_devices: VirtualDevices,
+    ringing: Ringing,
+    state: Mutex<State>,
+    /// One sign-in or sign-out at a time.
+    sign_in_turn: tokio::sync::Mutex<()>,
+    built_in: tokio::sync::Mutex<Option<RunningServer>>,
+    mic_meter: Mutex<Option<MicMeter>>,
+    doctor_busy: AtomicBool,
+}
+
+impl Shell {
+    pub fn new(
+        config: ConfigDir,
+        data_dir: PathBuf,
+        keychain: Keychain,
+        outbox: Arc<dyn Outbox>,
+        runtime: Handle,
+        virtual_devices: VirtualDevices,
+    ) -> Arc<Shell> {
+        let loaded = config.load_settings();
+        let contacts = config.read_json::<ContactBook>(contacts::FILE).unwrap_or_default();
+        let device_id = config.device_id();
+        Arc::new(Shell {
+            config,
+            data_dir,
+            device_id,
+            keychain: Arc::new(keychain),
+            outbox,
+            runtime,
+            virtual_devices,
+            ringing: Ringing::new(),
+            state: Mutex::new(State {
+                settings: loaded.settings,
+                first_run: loaded.first_run,
+                signaling: SignalingJson::SignedOut,
+                keychain: KeychainStatus::Ok,
+                built_in_url: None,
+                engine: None,
+                connection: None,
+                generation: 0,
+                muted: false,
+                board: CallBoard::default(),
+                contacts,
+                processing_stale: false,
+                ui_ready: false,
+                deep_link: None,
+            }),
+            sign_in_turn: tokio::sync::Mutex::new(()),
+            built_in: tokio::sync::Mutex::new(None),
+            mic_meter: Mutex::new(None),
+            doctor_busy: AtomicBool::new(false),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take every later command down with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// At launch: the built-in server comes up when it is the chosen server (also on a first
+    /// run, whose default it is), and a configured app signs in.
+    pub fn start(self: &Arc<Self>) {
+        let shell = self.clone();
+        self.runtime.spawn(async move {
+            let (first_run, server) = {
+                let s = shell.state();
+                (s.first_run, s.settings.server.clone())
+            };
+            if first_run {
+                if server == ServerSetting::BuiltIn
+                    && let Err(e) = shell.built_in_url().await
+                {
+                    tracing::error!(code = e.code, "{}", e.message);
+                }
+            } else if let Err(e) = shell.sign_in().await {
+                tracing::warn!(code = e.code, "{}", e.message);
+            }
+        });
+    }
+
+    pub fn app_state(&self) -> AppState {
+        let s = self.state();
+        AppState {
+            first_run: s.first_run,
+            settings: s.settings.clone(),
+            signaling: s.signaling.clone(),
+            keychain: s.keychain,
+            built_in_server_url: s.built_in_url.clone(),
+            app_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    // ---- Settings and the connection ------------------------------------------------------
+
+    pub async fn save_settings(self: &Arc<Self>, next: Settings) -> Result<AppState, IpcError> {
+        next.check()?;
+        self.config.save_settings(&next)?;
+        let (before, was_first_run, engine, signed_in, idle) = {
+            let mut s = self.state();
+            let before = std::mem::replace(&mut s.settings, next.clone());
+            let was_first_run = std::mem::replace(&mut s.first_run, false);
+            let signed_in = s.engine.is_some() || s.connection.is_some();
+            (before, was_first_run, s.engine.clone(), signed_in, s.board.is_idle())
+        };
+        if was_first_run || before.needs_reconnect(&next) {
+            if !was_first_run {
+                // The saved session carries the old name or account: it must not come back.
+                self.forget_token(&account(&before)).await;
+            }
+            let shell = self.clone();
+            self.runtime.spawn(async move {
+                if let Err(e) = shell.sign_in().await {
+                    tracing::warn!(code = e.code, "{}", e.message);
+                }
+                if next.server != ServerSetting::BuiltIn {
+                    shell.stop_built_in().await;
+                }
+            });
+            return Ok(self.app_state());
+        }
+        if let Some(engine) = engine {
+            if before.microphone != next.microphone {
+                let _ = engine.set_microphone(self.microphone(&next)).await;
+            }
+            if before.speaker != next.speaker {
+                let _ = engine.set_speaker(self.speaker(&next)).await;
+            }
+        }
+        if before.processing != next.processing && signed_in {
+            // The engine takes processing switches when it signs in: now if no call is live,
+            // else after the last one ends (on_call_event).
+            if idle {
+                let shell = self.clone();
+                self.runtime.spawn(async move {
+                    let _ = shell.sign_in().await;
+                });
+            } else {
+                self.state().processing_stale = true;
+            }
+        }
+        Ok(self.app_state())
+    }
+
+    /// Signs in with the saved settings, in the background; the `signaling` events tell how it
+    /// goes. A keychain that cannot be read is reported as this command's error, and the
+    /// sign-in goes ahead without the saved session: the app keeps working.
+    pub async fn sign_in(self: &Arc<Self>) -> Result<(), IpcError> {
+        let _turn = self.sign_in_turn.lock().await;
+        let settings = {
+            let s = self.state();
+            if s.first_run {
+                return Err(IpcError::not_configured());
+            }
+            s.settings.clone()
+        };
+        self.disconnect().await;
+        let generation = {
+            let mut s = self.state();
+            s.generation += 1;
+            s.processing_stale = false;
+            s.generation
+        };
+        self.set_signaling(generation, SignalingJson::Connecting);
+        let saved = self.read_token(&account(&settings)).await;
+        let shell = self.clone();
+        let token = saved.as_ref().ok().cloned().flatten();
+        let task = self.runtime.spawn(async move { shell.connect(generation, settings, token).await });
+        {
+            let mut s = self.state();
+            if s.generation == generation {
+                s.connection = Some(task);
+            } else {
+                task.abort();
+            }
+        }
+        saved.map(|_| ()).map_err(IpcError::from)
+    }
+
+    /// Ends this device's calls, closes the connection and forgets the saved session.
+    /// Settings, contacts and history stay.
+    pub async fn sign_out(self: &Arc<Self>) -> Result<(), IpcError> {
+        let _turn = self.sign_in_turn.lock().await;
+        self.disconnect().await;
+        let (account, generation) = {
+            let mut s = self.state();
+            s.generation += 1;
+            (account(&s.settings), s.generation)
+        };
+        self.set_signaling(generation, SignalingJson::SignedOut);
+        let keychain = self.keychain.clone();
+        let forgotten = self.blocking_keychain(move || keychain.forget(&account)).await;
+        self.note_keychain(&forgotten);
+        forgotten.map_err(IpcError::from)
+    }
+
+    /// Stops the current connection: its calls are hung up (so the UI sees them end), the
+    /// engine closed, and the connecting task stopped.
+    async fn disconnect(&self) {
+        let (task, engine, idle) = {
+            let mut s = self.state();
+            (s.connection.take(), s.engine.clone(), s.board.is_idle())
+        };
+        if let Some(engine) = &engine
+            && !idle
+        {
+            let _ = tokio::time::timeout(CLOSE_WAIT, engine.hang_up_all()).await;
+            // Let the `ended` events reach the UI before the forwarding task stops.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(task) = task {
+            task.abort();
+        }
+        {
+            let mut s = self.state();
+            s.generation += 1;
+            s.engine = None;
+            s.board = CallBoard::default();
+        }
+        self.ringing.stop();
+        self.tray_update();
+        if let Some(engine) = engine {
+            let _ = tokio::time::timeout(CLOSE_WAIT, engine.close()).await;
+        }
+    }
+
+    /// Signs in until it works or cannot, then forwards the engine's events until it stops.
+    async fn connect(self: Arc<Self>, generation: u64, settings: Settings, token: Option<String>) {
+        let server = match &settings.server {
+            ServerSetting::BuiltIn => match self.built_in_url().await {
+                Ok(url) => url,
+                Err(error) => {
+                    self.set_signaling(generation, SignalingJson::Failed { error });
+                    return;
+                }
+            },
+            ServerSetting::Url { url } => url.clone(),
+        };
+        let mut attempt = 0;
+        let (engine, events) = loop {
+            match Engine::connect(self.engine_config(&settings, &server, token.clone())).await {
+                Ok(connected) => break connected,
+                Err(e) if e.transient() => {
+                    attempt += 1;
+                    let delay = retry_delay(attempt);
+                    let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                    let reason = e.to_string();
+                    self.set_signaling(
+                        generation,
+                        SignalingJson::Reconnecting { attempt, retry_in_ms, reason, error: Some(e.into()) },
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    self.set_signaling(generation, SignalingJson::Failed { error: e.into() });
+                    return;
+                }
+            }
+        };
+        let adopted = {
+            let mut s = self.state();
+            let current = s.generation == generation;
+            if current {
+                s.engine = Some(engine.clone());
+            }
+            current.then_some(s.muted)
+        };
+        let Some(muted) = adopted else {
+            // Signed out or in again meanwhile: this engine is not wanted.
+            engine.close().await;
+            return;
+        };
+        if muted {
+            let _ = engine.set_muted(true).await;
+        }
+        // The engine's first event says Connected, and the token is kept then.
+        self.forward(generation, &settings, engine, events).await;
+    }
+
+    fn engine_config(&self, settings: &Settings, server: &str, saved_token: Option<String>) -> EngineConfig {
+        let mut config = EngineConfig::new(server, settings.user_id.as_str());
+        config.display_name = Some(settings.display_name.clone());
+        config.device = Some(self.device_id.as_str().into());
+        config.saved_token = saved_token;
+        let mut peer = calldock_peer::PeerSettings::default();
+        if settings.server == ServerSetting::BuiltIn {
+            // The built-in server's echo bot gathers on loopback only; a wildcard bind skips
+            // loopback, so bind it too or the echo call finds no candidate pair.
+            peer.udp_bind = vec!["127.0.0.1:0".into()];
+        }
+        config.media = MediaConfig::Audio {
+            microphone: self.microphone(settings),
+            speaker: self.speaker(settings),
+            peer,
+            processing: settings.processing.into(),
+        };
+        config
+    }
+
+    fn microphone(&self, settings: &Settings) -> Microphone {
+        self.virtual_devices.microphone.clone().unwrap_or_else(|| {
+            Microphone::Device(DeviceChoice::parse(&settings.microphone).unwrap_or(DeviceChoice::Default))
+        })
+    }
+
+    fn speaker(&self, settings: &Settings) -> Speaker {
+        self.virtual_devices
+            .speaker
+            .clone()
+            .unwrap_or_else(|| Speaker::Device(DeviceChoice::parse(&settings.speaker).unwrap_or(DeviceChoice::Default)))
+    }
+
+    /// The built-in server's URL, starting it first if needed.
+    async fn built_in_url(&self) -> Result<String, IpcError> {
+        let mut server = self.built_in.lock().await;
+        if let Some(running) = server.as_ref() {
+            return Ok(running.base_url());
+        }
+        let running = super::built_in_server::start(&self.data_dir)
+            .await
+            .map_err(|e| IpcError::new("server_unreachable", format!("the built-in server could not start: {e:#}")))?;
+        let url = running.base_url();
+        *server = Some(running);
+        self.state().built_in_url = Some(url.clone());
+        Ok(url)
+    }
+
+    async fn stop_built_in(&self) {
+        let running = self.built_in.lock().await.take();
+        self.state().built_in_url = None;
+        if let Some(running) = running {
+            let _ = tokio::time::timeout(CLOSE_WAIT, running.shutdown()).await;
+        }
+    }
+
+    /// Forwards one connection's events until the engine stops or the connection is replaced.
+    async fn forward(
+        self: &Arc<Self>,
+        generation: u64,
+        settings: &Settings,
+        engine: Engine,
+        mut events: mpsc::Receiver<EngineEvent>,
+    ) {
+        while let Some(event) = events.recv().await {
+            if self.state().generation != generation {
+                return;
+            }
+            match event {
+                EngineEvent::Call(event) => self.on_call_event(&event),
+                EngineEvent::Signaling(state) => {
+                    match &state {
+                        SignalingState::Connected { .. } => self.remember_token(settings, &engine),
+                        SignalingState::Failed(EngineError::SessionRefused { .. }) => {
+                            self.forget_token(&account(settings)).await;
+                        }
+                        _ => {}
+                    }
+                    self.set_signaling(generation, SignalingJson::from(&state));
+                }
+                EngineEvent::TokenRefreshed { expires_at } => {
+                    self.remember_token(settings, &engine);
+                    self.outbox.emit("token-refreshed", json!({ "expires_at": expires_at }));
+                }
+                EngineEvent::Stats { call_id, stats } => {
+                    self.outbox.emit(
+                        "call-stats",
+                        json!({ "call_id": call_id.as_str(), "stats": CallStatsJson::from(&stats) }),
+                    );
+                }
+                EngineEvent::Device { call_id, change } => self.outbox.emit(
+                    "device-fallback",
+                    json!({
+                        "call_id": call_id.as_str(),
+                        "direction": change.direction,
+                        "device": change.device,
+                        "reason": change.reason,
+                    }),
+                ),
+            }
+        }
+        // The engine stopped by itself: its calls are gone.
+        let stopped = {
+            let mut s = self.state();
+            let current = s.generation == generation;
+            if current {
+                s.engine = None;
+                s.board = CallBoard::default();
+            }
+            current
+        };
+        if stopped {
+            self.ringing.stop();
+            self.tray_update();
+            self.set_signaling(generation, SignalingJson::Failed { error: EngineError::Stopped.into() });
+        }
+    }
+
+    fn on_call_event(self: &Arc<Self>, event: &CallEvent) {
+        if let CallEvent::StartMedia { .. } = event {
+            // The call needs the microphone; the meter gives it up (the UI restarts it later).
+            self.stop_mic_meter();
+        }
+        let (ringing, ringer, reconnect) = {
+            let mut s = self.state();
+            s.board.apply(event);
+            let reconnect = s.processing_stale && s.board.is_idle();
+            (s.board.ringing_here(), s.settings.ringer.clone(), reconnect)
+        };
+        if let CallEvent::Incoming { from_name, stacked, .. } = event {
+            self.ringing.ring(DeviceChoice::parse(&ringer.device).unwrap_or(DeviceChoice::Default), ringer.volume);
+            self.outbox.incoming_call(from_name, *stacked);
+        } else if ringing == 0 {
+            self.ringing.stop();
+        }
+        self.tray_update();
+        if let Some(payload) = CallEventJson::of(event) {
+            self.outbox.emit("call", serde_json::to_value(payload).unwrap_or_default());
+        }
+        if reconnect {
+            let shell = self.clone();
+            self.runtime.spawn(async move {
+                let _ = shell.sign_in().await;
+            });
+        }
+    }
+
+    fn set_signaling(&self, generation: u64, signaling: SignalingJson) {
+        {
+            let mut s = self.state();
+            if s.generation != generation {
+                return;
+            }
+            s.signaling = signaling.clone();
+        }
+        self.outbox.emit("signaling", serde_json::to_value(signaling).unwrap_or_default());
+    }
+
+    fn tray_update(&self) {
+        let (text, muted) = {
+            let s = self.state();
+            (s.board.tray_text(s.muted), s.muted)
+        };
+        self.outbox.calls_changed(&text, muted);
+    }
+
+    // ---- The keychain ----------------------------------------------------------------------
+
+    async fn blocking_keychain<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, KeychainError> + Send + 'static,
+    ) -> Result<T, KeychainError> {
+        match tokio::time::timeout(KEYCHAIN_WAIT, self.runtime.spawn_blocking(work)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(KeychainError::Unavailable(format!("the keychain call failed: {e}"))),
+            Err(_) => Err(KeychainError::Locked(format!("no answer within {} s", KEYCHAIN_WAIT.as_secs()))),
+        }
+    }
+
+    /// Keeps the keychain's status for `get_app_state` (the UI warns when it is not ok).
+    fn note_keychain<T>(&self, result: &Result<T, KeychainError>) {
+        let status = match result {
+            Ok(_) => KeychainStatus::Ok,
+            Err(e) => {
+                tracing::warn!(code = e.code(), "{e}");
+                e.status()
+            }
+        };
+        self.state().keychain = status;
+    }
+
+    async fn read_token(&self, account: &str) -> Result<Option<String>, KeychainError> {
+        let keychain = self.keychain.clone();
+        let account = account.to_owned();
+        let result = self.blocking_keychain(move || keychain.token(&account)).await;
+        self.note_keychain(&result);
+        result
+    }
+
+    /// Keeps the session's current token, in the background: a keychain that blocks on an
+    /// unlock prompt must not hold up the call events behind it.
+    fn remember_token(self: &Arc<Self>, settings: &Settings, engine: &Engine) {
+        let shell = self.clone();
+        let account = account(settings);
+        let token = engine.session_token();
+        self.runtime.spawn(async move {
+            let keychain = shell.keychain.clone();
+            let result = shell.blocking_keychain(move || keychain.store(&account, &token)).await;
+            shell.note_keychain(&result);
+        });
+    }
+
+    async fn forget_token(&self, account: &str) {
+        let keychain = self.keychain.clone();
+        let account = account.to_owned();
+        let result = self.blocking_keychain(move || keychain.forget(&account)).await;
+        self.note_keychain(&result);
+    }
+
+    // ---- Calls -----------------------------------------------------------------------------
+
+    fn engine(&self) -> Result<Engine, IpcError> {
+        self.state().engine.clone().ok_or_else(IpcError::not_signed_in)
+    }
+
+    pub async fn list_calls(&self) -> Result<Vec<CallViewJson>, IpcError> {
+        Ok(self.engine()?.calls().await?.iter().map(CallViewJson::from).collect())
+    }
+
+    pub async fn start_call(&self, to: String, media: Media) -> Result<String, IpcError> {
+        settings::check_user_name(&to)?;
+        let engine = self.engine()?;
+        let call_id = engine.call(to.as_str().into(), media).await?;
+        self.state().board.note_outgoing(call_id.clone(), &to);
+        self.tray_update();
+        Ok(call_id.0)
+    }
+
+    pub async fn accept_call(&self, call_id: String, media: Media) -> Result<(), IpcError> {
+        Ok(self.engine()?.accept(CallId(call_id), media).await?)
+    }
+
+    pub async fn decline_call(&self, call_id: String) -> Result<(), IpcError> {
+        Ok(self.engine()?.decline(CallId(call_id)).await?)
+    }
+
+    pub async fn hang_up(&self, call_id: String) -> Result<(), IpcError> {
+        Ok(self.engine()?.hangup(CallId(call_id)).await?)
+    }
+
+    /// Mutes or unmutes in every call and calls to come; works before sign-in too (the next
+    /// engine starts muted).
+    pub async fn set_muted(&self, muted: bool, source: MuteSource) -> Result<(), IpcError> {
+        let engine = {
+            let mut s = self.state();
+            s.muted = muted;
+            s.engine.clone()
+        };
+        if let Some(engine) = engine {
+            engine.set_muted(muted).await?;
+        }
+        self.outbox.emit("mute-changed", json!({ "muted": muted, "source": source }));
+        self.tray_update();
+        Ok(())
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.state().muted
+    }
+
+    pub async fn set_microphone(&self, device: String) -> Result<(), IpcError> {
+        settings::parse_device("device", &device)?;
+        let (engine, settings) = {
+            let mut s = self.state();
+            s.settings.microphone = device;
+            (s.engine.clone(), s.settings.clone())
+        };
+        self.keep_settings(&settings);
+        if let Some(engine) = engine {
+            engine.set_microphone(self.microphone(&settings)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_speaker(&self, device: String) -> Result<(), IpcError> {
+        settings::parse_device("device", &device)?;
+        let (engine, settings) = {
+            let mut s = self.state();
+            s.settings.speaker = device;
+            (s.engine.clone(), s.settings.clone())
+        };
+        self.keep_settings(&settings);
+        if let Some(engine) = engine {
+            engine.set_speaker(self.speaker(&settings)).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves a device switch; the switch itself worked, so a disk problem is only logged.
+    fn keep_settings(&self, settings: &Settings) {
+        if self.state().first_run {
+            return;
+        }
+        if let Err(e) = self.config.save_settings(settings) {
+            tracing::warn!(code = e.code, "{}", e.message);
+        }
+    }
+
+    pub async fn recent_calls(&self, limit: usize) -> Result<Vec<RecentCallJson>, IpcError> {
+        let history = self.engine()?.history(limit.clamp(1, 500)).await?;
+        Ok(history.calls.iter().map(RecentCallJson::from).collect())
+    }
+
+    // ---- Contacts --------------------------------------------------------------------------
+
+    async fn contact_list(&self, engine: Option<Engine>) -> Vec<Contact> {
+        let history = match &engine {
+            Some(engine) => match engine.history(CONTACTS_FROM_HISTORY).await {
+                Ok(h) => h.calls.iter().map(RecentCallJson::from).collect(),
+                Err(e) => {
+                    // The list still shows the echo test and added people.
+                    tracing::warn!(code = e.code(), "contacts without history: {e}");
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let s = self.state();
+        let online = matches!(s.signaling, SignalingJson::Connected { .. });
+        s.contacts.list(&s.settings.user_id, &history, online)
+    }
+
+    pub async fn list_contacts(&self) -> Result<Vec<Contact>, IpcError> {
+        let engine = self.engine()?;
+        Ok(self.contact_list(Some(engine)).await)
+    }
+
+    pub async fn add_contact(&self, user_id: String, display_name: String) -> Result<Vec<Contact>, IpcError> {
+        settings::check_user_name(&user_id)?;
+        if !display_name.trim().is_empty() {
+            settings::check_display_name(display_name.trim())?;
+        }
+        self.change_contacts(|book| book.add(&user_id, &display_name))?;
+        let engine = self.state().engine.clone();
+        Ok(self.contact_list(engine).await)
+    }
+
+    pub async fn remove_contact(&self, user_id: String) -> Result<Vec<Contact>, IpcError> {
+        self.change_contacts(|book| book.remove(&user_id))?;
+        let engine = self.state().engine.clone();
+        Ok(self.contact_list(engine).await)
+    }
+
+    fn change_contacts(&self, change: impl FnOnce(&mut ContactBook)) -> Result<(), IpcError> {
+        let mut s = self.state();
+        let mut book = s.contacts.clone();
+        change(&mut book);
+        self.config.write_json(contacts::FILE, &book)?;
+        s.contacts = book;
+        Ok(())
+    }
+
+    // ---- Devices, the meter, the ringer, the doctor ----------------------------------------
+
+    pub async fn list_devices(&self) -> Result<DeviceList, IpcError> {
+        let devices = self
+            .runtime
+            .spawn_blocking(calldock_devices::list)
+            .await
+            .map_err(|e| IpcError::new("device_enumeration_failed", e.to_string()))??;
+        // TODO(merge): cameras from calldock_devices' camera enumeration (being added in main).
+        Ok(DeviceList { devices, cameras: Vec::new() })
+    }
+
+    /// Watches sound devices and emits `devices-changed` when they change, for as long as the
+    /// shell lives.
+    pub fn watch_devices(self: &Arc<Self>) {
+        let shell = Arc::downgrade(self);
+        let runtime = self.runtime.clone();
+        self.runtime.spawn(async move {
+            let mut before: Option<Snapshot> = None;
+            loop {
+                tokio::time::sleep(super::device_watch::POLL).await;
+                let Some(shell) = shell.upgrade() else { return };
+                let Ok(Ok(now)) = runtime.spawn_blocking(Snapshot::take).await else { continue };
+                let changed = before.as_ref().and_then(|b| super::device_watch::diff(b, &now));
+                before = Some(now.clone());
+                let Some((added, removed, default_changed)) = changed else { continue };
+                let Ok(Ok(devices)) = runtime.spawn_blocking(calldock_devices::list).await else { continue };
+                let payload = DevicesChanged {
+                    devices,
+                    cameras: Vec::new(),
+                    added,
+                    removed,
+                    default_input: now.default_input,
+                    default_output: now.default_output,
+                    default_changed,
+                };
+                shell.outbox.emit("devices-changed", serde_json::to_value(payload).unwrap_or_default());
+            }
+        });
+    }
+
+    pub async fn start_mic_meter(&self, device: String) -> Result<(), IpcError> {
+        let choice = settings::parse_device("device", &device)?;
+        self.stop_mic_meter();
+        let outbox = self.outbox.clone();
+        let meter = self
+            .runtime
+            .spawn_blocking(move || {
+                MicMeter::start(&choice, move |level| {
+                    outbox.emit("mic-level", serde_json::to_value(level).unwrap_or_default());
+                })
+            })
+            .await
+            .map_err(|e| IpcError::new("device_open_failed", e.to_string()))??;
+        *self.mic_meter.lock().unwrap_or_else(|p| p.into_inner()) = Some(meter);
+        Ok(())
+    }
+
+    pub fn stop_mic_meter(&self) {
+        self.mic_meter.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    pub async fn test_ringer(self: &Arc<Self>, device: String, volume: f32) -> Result<(), IpcError> {
+        let choice = settings::parse_device("device", &device)?;
+        if !(0.0..=1.0).contains(&volume) {
+            return Err(IpcError::invalid_argument(format!("volume takes 0.0 to 1.0, not {volume}")));
+        }
+        let shell = self.clone();
+        self.runtime
+            .spawn_blocking(move || shell.ringing.test(&choice, volume))
+            .await
+            .map_err(|e| IpcError::new("device_open_failed", e.to_string()))??;
+        Ok(())
+    }
+
+    pub fn silence_ringer(&self) {
+        self.ringing.stop();
+    }
+
+    pub async fn run_doctor(&self, checks: Option<Vec<String>>) -> Result<Report, IpcError> {
+        let checks = match checks {
+            None => Check::ALL.to_vec(),
+            Some(names) => names
+                .iter()
+                .map(|name| name.parse::<Check>().map_err(IpcError::invalid_argument))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if self.doctor_busy.swap(true, Ordering::AcqRel) {
+            return Err(IpcError::new("doctor_busy", "a check is already running: wait for it"));
+        }
+        self.stop_mic_meter();
+        let microphone = match &self.virtual_devices.microphone {
+            Some(Microphone::Wav(path)) => calldock_doctor::microphone::MicSource::Wav(path.clone()),
+            _ => calldock_doctor::microphone::MicSource::Device(
+                DeviceChoice::parse(&self.state().settings.microphone).unwrap_or(DeviceChoice::Default),
+            ),
+        };
+        // TODO(merge): give the network check this shell's server (built-in URL or settings)
+        // and the speaker check the chosen speaker, once their plans take them (main).
+        let plan = Plan { checks, microphone, ..Plan::default() };
+        let outbox = self.outbox.clone();
+        let report = self
+            .runtime
+            .spawn_blocking(move || {
+                calldock_doctor::run(&plan, |check| outbox.emit("doctor-progress", json!({ "check": check })))
+            })
+            .await;
+        self.doctor_busy.store(false, Ordering::Release);
+        report.map_err(|e| IpcError::new("doctor_failed", format!("a check stopped unexpectedly: {e}")))
+    }
+
+    // ---- Deep links and exit ---------------------------------------------------------------
+
+    /// A `calldock://call/<user>` link: to the UI now if it listens, else once it does.
+    pub fn open_deep_link(&self, link: DeepLink) {
+        let mut s = self.state();
+        if s.ui_ready {
+            drop(s);
+            self.outbox.emit("deep-link", serde_json::to_value(link).unwrap_or_default());
+        } else {
+            s.deep_link = Some(link);
+        }
+    }
+
+    /// The UI asked for the app state, which it does right after subscribing to events: from
+    /// now on events reach it. Returns a link that came before.
+    pub fn ui_ready(&self) -> Option<DeepLink> {
+        let mut s = self.state();
+        s.ui_ready = true;
+        s.deep_link.take()
+    }
+
+    /// Sends a link that waited for the UI, once its first screen is up.
+    pub fn deliver_deep_link_later(&self, link: DeepLink) {
+        let outbox = self.outbox.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(DEEP_LINK_DELAY).await;
+            outbox.emit("deep-link", serde_json::to_value(link).unwrap_or_default());
+        });
+    }
+
+    /// At exit: calls are hung up (so the other side is not left waiting for a grace period),
+    /// the engine closed and the built-in server stopped, each within a bound.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let _turn = self.sign_in_turn.lock().await;
+        self.stop_mic_meter();
+        self.disconnect().await;
+        self.stop_built_in().await;
+    }
+}
+
+/// The keychain account of a session: user and server, so two servers' sessions never mix.
+fn account(settings: &Settings) -> String {
+    match &settings.server {
+        ServerSetting::BuiltIn => format!("{}@built-in", settings.user_id),
+        ServerSetting::Url { url } => format!("{}@{}", settings.user_id, url.trim().trim_end_matches('/')),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A whole shell against the built-in server, with keyring's mock store standing in for
+    //! the OS keychain and a recorder for the UI.
+
+    use keyring::mock::MockCredential;
+    use serde_json::Value;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<(&'static str, Value)>>,
+        changed: tokio::sync::Notify,
+    }
+
+    impl Outbox for Recorder {
+        fn emit(&self, event: &'static str, payload: Value) {
+            self.events.lock().unwrap().push((event, payload));
+            self.changed.notify_waiters();
+        }
+    }
+
+    impl Recorder {
+        /// Waits for an event `pick` accepts, failing after [`WAIT`].
+        async fn until(&self, name: &str, pick: impl Fn(&Value) -> bool) -> Value {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let changed = self.changed.notified();
+                if let Some((_, v)) = self.events.lock().unwrap().iter().find(|(n, v)| *n == name && pick(v)) {
+                    return v.clone();
+                }
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    panic!("no {name} event as expected; got {:?}", self.events.lock().unwrap());
+                }
+            }
+        }
+    }
+
+    struct Fixture {
+        shell: Arc<Shell>,
+        ui: Arc<Recorder>,
+        _dirs: tempfile::TempDir,
+    }
+
+    /// A shell whose settings say `settings` (none: a first run), with `prepare` run on the
+    /// mock keychain before the shell gets it.
+    fn shell(settings: Option<Settings>, prepare: impl FnOnce(&Keychain)) -> Fixture {
+        let dirs = tempfile::tempdir().unwrap();
+        let config = ConfigDir::new(dirs.path().join("config"));
+        if let Some(settings) = &settings {
+            config.save_settings(settings).unwrap();
+        }
+        let keychain = Keychain::with_builder(keyring::mock::default_credential_builder());
+        prepare(&keychain);
+        let ui = Arc::new(Recorder::default());
+        let shell = Shell::new(
+            config,
+            dirs.path().join("data"),
+            keychain,
+            ui.clone(),
+            Handle::current(),
+            VirtualDevices { microphone: Some(Microphone::Silence), speaker: Some(Speaker::Null) },
+        );
+        Fixture { shell, ui, _dirs: dirs }
+    }
+
+    fn alice() -> Settings {
+        Settings { user_id: "alice".into(), display_name: "Alice".into(), ..Settings::default() }
+    }
+
+    fn fail_next(keychain: &Keychain, account: &str, error: keyring::Error) {
+        let entry = keychain.entry(account).unwrap();
+        let credential: &MockCredential = entry.get_credential().downcast_ref().unwrap();
+        credential.set_error(error);
+    }
+
+    fn boxed(text: &str) -> Box<dyn std::error::Error + Send + Sync> {
+        text.to_string().into()
+    }
+
+    /// Waits until the keychain holds the engine's current session token.
+    async fn token_stored(f: &Fixture) {
+        let stored = tokio::time::timeout(WAIT, async {
+            loop {
+                let current = f.shell.engine().map(|e| e.session_token()).ok();
+                if current.is_some() && f.shell.keychain.token("alice@built-in").ok().flatten() == current {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(stored.is_ok(), "the session token reaches the keychain");
+    }
+
+    fn is_state(state: &'static str) -> impl Fn(&Value) -> bool {
+        move |v| v["state"] == state
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_locked_keychain_is_an_error_code_and_the_app_still_signs_in_and_calls() {
+        let f = shell(Some(alice()), |keychain| {
+            fail_next(keychain, "alice@built-in", keyring::Error::NoStorageAccess(boxed("collection is locked")));
+        });
+        let error = f.shell.sign_in().await.expect_err("the keychain is locked");
+        assert_eq!(error.code, "keychain_locked");
+        assert!(error.message.contains("unlock"), "{}", error.message);
+
+        let connected = f.ui.until("signaling", is_state("connected")).await;
+        assert_eq!(connected["user"], "alice");
+        assert!(f.shell.app_state().built_in_server_url.is_some_and(|u| u.starts_with("http://127.0.0.1:")));
+
+        let call_id = f.shell.start_call("echo".into(), Media::Audio).await.unwrap();
+        f.ui.until("call", |v| v["call_id"] == call_id.as_str() && v["state"] == "connected").await;
+        f.shell.hang_up(call_id.clone()).await.unwrap();
+        f.ui.until("call", |v| v["type"] == "ended" && v["reason"] == "hangup-local").await;
+
+        let recent = f.shell.recent_calls(5).await.unwrap();
+        assert_eq!(recent.first().map(|c| c.remote.as_str()), Some("echo"));
+        // The keychain answered again (the mock's error is one-shot): the session was kept.
+        token_stored(&f).await;
+        assert_eq!(f.shell.app_state().keychain, KeychainStatus::Ok);
+        f.shell.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_keychain_does_not_stop_signing_out() {
+        let f = shell(Some(alice()), |_| {});
+        f.shell.sign_in().await.unwrap();
+        f.ui.until("signaling", is_state("connected")).await;
+        token_stored(&f).await;
+        fail_next(
+            &f.shell.keychain,
+            "alice@built-in",
+            keyring::Error::PlatformFailure(boxed("org.freedesktop.secrets was not provided")),
+        );
+        let error = f.shell.sign_out().await.expect_err("the keychain is missing");
+        assert_eq!(error.code, "keychain_unavailable");
+        let state = f.shell.app_state();
+        assert_eq!(state.signaling, SignalingJson::SignedOut);
+        assert_eq!(state.keychain, KeychainStatus::Unavailable);
+        assert_eq!(state.settings, alice(), "settings stay");
+        assert_eq!(f.shell.list_calls().await.unwrap_err().code, "not_signed_in");
+        f.shell.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_is_down_is_retried_with_the_reason() {
+        let down = Settings { server: ServerSetting::Url { url: "http://127.0.0.1:9".into() }, ..alice() };
+        let f = shell(Some(down), |_| {});
+        f.shell.sign_in().await.unwrap();
+        let retrying = f.ui.until("signaling", is_state("reconnecting")).await;
+        assert_eq!(retrying["attempt"], 1);
+        assert_eq!(retrying["error"]["code"], "server_unreachable");
+        assert_eq!(retrying["retry_in_ms"], 1000);
+        f.shell.sign_out().await.unwrap();
+        assert_eq!(f.shell.app_state().signaling, SignalingJson::SignedOut);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_run_refuses_bad_settings_and_commands_that_need_a_sign_in() {
+        let f = shell(None, |_| {});
+        let state = f.shell.app_state();
+        assert!(state.first_run);
+        assert_eq!(state.signaling, SignalingJson::SignedOut);
+        assert_eq!(f.shell.sign_in().await.unwrap_err().code, "not_configured");
+
+        let bad = Settings { server: ServerSetting::Url { url: "my office".into() }, ..alice() };
+        assert_eq!(f.shell.save_settings(bad).await.unwrap_err().code, "bad_server_url");
+        assert!(f.shell.app_state().first_run, "nothing was saved");
+
+        assert_eq!(f.shell.start_call("echo".into(), Media::Audio).await.unwrap_err().code, "not_signed_in");
+        assert_eq!(f.shell.start_call("<script>".into(), Media::Audio).await.unwrap_err().code, "invalid_argument");
+        assert_eq!(f.shell.recent_calls(10).await.unwrap_err().code, "not_signed_in");
+        assert_eq!(f.shell.set_microphone("the blue one".into()).await.unwrap_err().code, "invalid_argument");
+        assert_eq!(f.shell.run_doctor(Some(vec!["vibes".into()])).await.unwrap_err().code, "invalid_argument");
+        // Muting before sign-in is kept for the calls to come.
+        f.shell.set_muted(true, MuteSource::Ui).await.unwrap();
+        assert_eq!(f.ui.until("mute-changed", |v| v["muted"] == true).await["source"], "ui");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_settings_sign_in_and_contacts_start_with_the_echo_test() {
+        let f = shell(None, |_| {});
+        let state = f.shell.save_settings(alice()).await.unwrap();
+        assert!(!state.first_run);
+        f.ui.until("signaling", is_state("connected")).await;
+        let contacts = f.shell.add_contact("bob".into(), "Bob".into()).await.unwrap();
+        let ids: Vec<_> = contacts.iter().map(|c| c.user_id.as_str()).collect();
+        assert_eq!(ids, ["echo", "bob"]);
+        assert_eq!(f.shell.add_contact("Bob!".into(), "".into()).await.unwrap_err().code, "invalid_argument");
+        f.shell.shutdown().await;
+    }
+}
