@@ -5,9 +5,10 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calldock/target}"
 
 # Debian packages every build needs: a C compiler for the bundled SQLite and for ring (TLS),
-# libopus (linked through pkg-config by the opus crate) and ALSA's headers (cpal's Linux
-# backends link libasound).
-BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates libopus-dev libasound2-dev)
+# libopus (linked through pkg-config by the opus crate), ALSA's headers (cpal's Linux
+# backends link libasound), and libclang for bindgen: nokhwa's V4L2 backend generates its
+# bindings to <linux/videodev2.h> at build time (v4l2-sys-mit), and has no option that avoids it.
+BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates libopus-dev libasound2-dev libclang-dev)
 
 # need_packages PKG...: installs what is missing (as root), or says exactly what to run.
 need_packages() {

@@ -5,23 +5,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod call_log;
 mod cli;
 mod doctor;
+mod logging;
 mod session;
+mod sounds;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // webrtc warns about routine events (a STUN packet for a finished session); its
-            // errors still show.
-            tracing_subscriber::EnvFilter::try_from_env("CALLDOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc=error,webrtc=error"))
-                // The PulseAudio client logs every ordinary disconnect as an error.
-                .add_directive("pulseaudio::client::reactor=off".parse().expect("a valid directive")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Standard error as before, and the log file the support bundle packs.
+    let _log_file = logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
