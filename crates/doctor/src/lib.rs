@@ -200,10 +200,11 @@ impl Default for Plan {
 /// Runs the planned checks; `on_start` is told before each begins (so a person can be asked to
 /// speak before the microphone check listens).
 ///
-/// The network check needs no sound device or camera, so it runs on a thread of its own while
-/// the device checks run one after the other (they share the microphone); the whole run takes
-/// as long as the longer of the two (SPEC §6: under 10 s). The codec check, which times the CPU,
-/// runs last, alone. Results are reported in [`Check::ALL`] order whatever finished first.
+/// The network and camera checks share nothing with the sound checks, so each runs on a thread
+/// of its own while the microphone and speaker checks run one after the other (they share the
+/// microphone); the whole run takes as long as the longest of the three (SPEC §6: under 10 s).
+/// The codec check, which times the CPU, runs last, alone. Results are reported in
+/// [`Check::ALL`] order whatever finished first.
 pub fn run(plan: &Plan, mut on_start: impl FnMut(Check)) -> Report {
     let started = Instant::now();
     let planned = |check: Check| plan.checks.contains(&check);
@@ -213,26 +214,21 @@ pub fn run(plan: &Plan, mut on_start: impl FnMut(Check)) -> Report {
             on_start(Check::Network);
             scope.spawn(|| network::run(&plan.network))
         });
-        for check in [Check::Mic, Check::Speaker, Check::Camera].into_iter().filter(|&c| planned(c)) {
+        let camera = planned(Check::Camera).then(|| {
+            on_start(Check::Camera);
+            scope.spawn(|| camera::run(&plan.camera))
+        });
+        for check in [Check::Mic, Check::Speaker].into_iter().filter(|&c| planned(c)) {
             on_start(check);
             results.push(match check {
                 Check::Speaker => speaker::run(&plan.speaker, &plan.microphone),
-                Check::Camera => camera::run(&plan.camera),
                 _ => microphone::run(&plan.microphone),
             });
         }
-        if let Some(network) = network {
-            results.push(network.join().unwrap_or_else(|_| {
-                CheckResult::problem(
-                    Check::Network,
-                    Verdict::Fail,
-                    "network_check_crashed",
-                    "the network check stopped unexpectedly".into(),
-                    "Run `calldock doctor --only network` again; if it repeats, send a support bundle (--bundle)"
-                        .into(),
-                    None,
-                )
-            }));
+        for (check, thread) in [(Check::Network, network), (Check::Camera, camera)] {
+            if let Some(thread) = thread {
+                results.push(thread.join().unwrap_or_else(|_| crashed(check)));
+            }
         }
     });
     if planned(Check::Codec) {
@@ -241,6 +237,18 @@ pub fn run(plan: &Plan, mut on_start: impl FnMut(Check)) -> Report {
     }
     results.sort_by_key(|result| Check::ALL.iter().position(|&c| c == result.check));
     Report::new(results, started.elapsed())
+}
+
+/// The result of a check whose thread panicked: a broken invariant, reported, not propagated.
+fn crashed(check: Check) -> CheckResult {
+    CheckResult::problem(
+        check,
+        Verdict::Fail,
+        "check_crashed",
+        format!("the {check} check stopped unexpectedly"),
+        format!("Run `calldock doctor --only {check}` again; if it repeats, send a support bundle (--bundle)"),
+        None,
+    )
 }
 
 #[cfg(test)]
