@@ -645,7 +645,12 @@ pub async fn answer(args: AnswerArgs) -> u8 {
         };
         let (call_id, media, record) = incoming;
         handled += 1;
-        if !ring_for.is_zero() && !ring_a_while(&mut events, &mut sounds, &call_id, ring_for, args.json).await {
+        if !ring_for.is_zero()
+            && let Err(reason) = ring_a_while(&mut events, &mut sounds, &call_id, ring_for, args.json).await
+        {
+            if let Some(reason) = reason {
+                call_log::save(&record.finish(call_log::now_ms(), reason_code(reason)));
+            }
             last = exit::UNSUCCESSFUL;
             continue;
         }
@@ -670,30 +675,35 @@ pub async fn answer(args: AnswerArgs) -> u8 {
     last
 }
 
-/// Lets a call ring for `ring_for` before it is answered; false when it stopped ringing first
-/// (the caller canceled, another device answered, it was missed).
+/// Lets a call ring for `ring_for` before it is answered. An error when it stopped ringing
+/// first (the caller canceled, another device answered, it was missed), with the reason unless
+/// the engine stopped.
 async fn ring_a_while(
     events: &mut mpsc::Receiver<EngineEvent>,
     sounds: &mut Sounds,
     call_id: &CallId,
     ring_for: Duration,
     json_mode: bool,
-) -> bool {
+) -> Result<(), Option<EndReason>> {
     let until = tokio::time::Instant::now() + ring_for;
     loop {
         tokio::select! {
             event = events.recv() => {
-                let Some(event) = event else { return false };
+                let Some(event) = event else { return Err(None) };
                 sounds.on_event(&event);
                 if let EngineEvent::Call(CallEvent::Ended { call_id: ended, reason, by_name }) = &event
                     && ended == call_id
                 {
                     let why = reason_text(*reason, by_name.as_deref());
-                    say(json_mode, format!("stopped ringing: {why}"), json!({"event": "ended", "reason": why}));
-                    return false;
+                    say(
+                        json_mode,
+                        format!("stopped ringing: {why}"),
+                        json!({"event": "ended", "call_id": call_id.as_str(), "reason": reason_code(*reason), "by_name": by_name}),
+                    );
+                    return Err(Some(*reason));
                 }
             }
-            _ = tokio::time::sleep_until(until) => return true,
+            _ = tokio::time::sleep_until(until) => return Ok(()),
         }
     }
 }

@@ -210,3 +210,50 @@ fn an_incoming_call_rings_until_answered_and_cues_mark_join_and_leave() {
     assert!(middle < -60.0, "the caller sends silence: {middle:.1} dBFS");
     assert!(leave > -40.0, "the leave sound plays when the call ends: {leave:.1} dBFS");
 }
+
+/// A caller who gives up while the call rings: the ringing stops at once, the callee says the
+/// call was canceled, and the local call log keeps it as a canceled incoming call.
+#[test]
+fn a_call_canceled_while_ringing_stops_the_ringing_and_is_logged() {
+    let pulse = VirtualPulse::start(&["ring"]);
+    let server = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("bob-data");
+    let ringer = pulse.record("ring", &dir.path().join("ring.raw"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    command.env("CALLDOCK_DATA_DIR", &data);
+    command.args(["answer", "--server", &server.base, "--user", "bob", "--json", "--ring-for", "20"]);
+    command.args(["--ringer", "pulseaudio:ring", "--mic", "silence", "--speaker", "null"]);
+    let mut bob = LineProcess::start("bob", command);
+    bob.wait_for("\"ready\"", Duration::from_secs(10));
+    let mut command = calldock();
+    command.args(["call", "bob", "--server", &server.base, "--user", "alice", "--mic", "silence", "--speaker", "null"]);
+    let _alice = LineProcess::start("alice", command);
+    let (incoming_at, _) = bob.wait_for_timed("\"incoming\"", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let hangup = calldock().args(["hangup", "--server", &server.base, "--user", "alice"]).output().unwrap();
+    assert!(hangup.status.success(), "{}", String::from_utf8_lossy(&hangup.stderr));
+    let (ended_at, ended) = bob.wait_for_timed("\"ended\"", Duration::from_secs(5));
+    assert!(ended.contains("\"canceled\""), "{ended}");
+    let (code, _) = bob.finish(Duration::from_secs(5));
+    assert_eq!(code, 1, "the one call bob waited for was not answered");
+    std::thread::sleep(Duration::from_millis(800));
+    let rang = ringer.stop();
+
+    let (incoming, ended) = (offset(rang.start, incoming_at), offset(rang.start, ended_at));
+    let ringing = level_between(&rang.samples, incoming + 0.3, ended - 0.1);
+    let after = level_between(&rang.samples, ended + 0.3, rang.samples.len() as f64 / 48_000.0);
+    eprintln!("ringer: {ringing:.1} dBFS while ringing, {after:.1} dBFS after the caller canceled");
+    assert!(ringing > -40.0, "{ringing:.1} dBFS");
+    assert!(after < -70.0, "the ringing stops when the caller cancels: {after:.1} dBFS");
+
+    let log = std::fs::read_to_string(data.join("calls.jsonl")).expect("bob's call log");
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert_eq!((&lines[0]["peer"], &lines[0]["end_reason"]), (&"alice".into(), &"canceled".into()), "{log}");
+    assert_eq!(lines[0]["direction"], "incoming", "{log}");
+}
