@@ -145,6 +145,9 @@ fn no_camera_is_a_warning_that_calls_work_with_audio() {
     let out = calldock().args(["devices"]).output().unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.contains("no cameras found"), "{listing}");
+    // What stands in for a camera (and a microphone or speaker) on a machine without one.
+    let virtual_line = listing.lines().find(|l| l.starts_with("virtual")).unwrap_or_else(|| panic!("{listing}"));
+    assert!(virtual_line.contains("pattern, FILE.y4m") && virtual_line.contains("silence, FILE.wav"), "{listing}");
 }
 
 #[test]

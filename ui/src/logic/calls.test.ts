@@ -86,6 +86,16 @@ describe("the dock", () => {
     let m = applyEvent(EMPTY, { type: "state_changed", call_id: "x", state: "outgoing-ringing" }, T);
     m = startOutgoing(m, "x", "echo", "Echo test", "audio", T);
     expect(dockCall(m)?.state).toBe("outgoing-ringing");
+    expect(dockCall(m)?.remote_name).toBe("Echo test");
+    expect(dockCall(m)?.direction).toBe("outgoing");
+  });
+  it("a call that ended before start_call resolved gets its summary with the callee's name", () => {
+    let m = applyEvent(EMPTY, { type: "state_changed", call_id: "x", state: "connected" }, T);
+    m = applyEvent(m, { type: "ended", call_id: "x", reason: "hangup-remote", by_name: null }, T + 500);
+    m = startOutgoing(m, "x", "echo", "Echo test", "audio", T + 600);
+    expect(dockCall(m)).toBeNull();
+    expect(summaryCall(m)?.remote_name).toBe("Echo test");
+    expect(summaryCall(m)?.end_reason).toBe("hangup-remote");
   });
   it("glare: the outgoing call is replaced by the incoming one, which stays in the dock", () => {
     let m = startOutgoing(EMPTY, "mine", "bob", "Bob", "audio", T);

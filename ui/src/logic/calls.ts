@@ -75,7 +75,19 @@ export function fromViews(views: CallView[]): CallsModel {
 /** A call this device just placed (`start_call` resolved with its id). */
 export function startOutgoing(model: CallsModel, id: CallId, to: UserId, name: string, media: Media, now: number): CallsModel {
   const existing = model.calls[id];
-  if (existing && existing.state !== "ended") return model; // events came first
+  if (existing) {
+    // Events came first (the echo bot answers before start_call resolves): keep the state they
+    // gave and add who the call is with, so the dock and the summary can name them.
+    const known: CallEntry = {
+      ...existing,
+      direction: "outgoing",
+      remote: to,
+      remote_name: existing.remote_name || name || to,
+      media,
+      docked: true,
+    };
+    return { ...put(model, known), summary: existing.state === "ended" ? id : null };
+  }
   const seq = model.seq + 1;
   const entry: CallEntry = {
     ...blank(id, now, seq),
