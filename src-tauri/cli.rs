@@ -72,12 +72,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List sound devices with the ids `--mic` and `--speaker` take.
+    /// List sound devices and cameras with the ids `--mic`, `--speaker` and `--camera` take.
     #[command(after_help = EXIT_CODES)]
     Devices {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Keep watching after the list: print a line whenever a device is added or removed or
+        /// the default changes (JSON lines with --json), until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch looks, in milliseconds (devices are polled: cpal has no change
+        /// notifications).
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        interval_ms: u64,
     },
     /// Check this machine before a call: microphone level, noise floor and clipping, and Opus
     /// speed; each check says pass, warn or fail, with a remedy.
@@ -176,6 +184,16 @@ pub struct AnswerArgs {
     /// Decline the call instead of answering.
     #[arg(long)]
     pub decline: bool,
+    /// Let each call ring this many seconds before answering (or declining) it.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub ring_for: f64,
+    /// Ring on this output device while a call rings: an id from `calldock devices`, or
+    /// `default` (without it, calls ring silently).
+    #[arg(long, value_name = "DEV")]
+    pub ringer: Option<String>,
+    /// The ringer's own volume, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.8)]
+    pub ringer_volume: f32,
     /// Hang up after this many seconds once connected (default: stay until the caller hangs up).
     #[arg(long)]
     pub duration: Option<f64>,
@@ -229,7 +247,17 @@ pub async fn run(command: Command) -> u8 {
         Command::Answer(answer) => crate::session::answer(answer).await,
         Command::Hangup(account) => crate::session::hangup(account).await,
         Command::History { account, limit, json } => crate::session::history(account, limit, json).await,
-        Command::Devices { json } => crate::session::devices(json),
+        Command::Devices { json, watch: false, .. } => crate::session::devices(json),
+        Command::Devices { json, watch: true, interval_ms } => {
+            let code = crate::session::devices(json);
+            if code != exit::OK {
+                return code;
+            }
+            let interval = std::time::Duration::from_millis(interval_ms.max(50));
+            tokio::task::spawn_blocking(move || crate::session::watch_devices(json, interval))
+                .await
+                .unwrap_or(exit::INTERNAL)
+        }
         Command::Doctor(doctor) => crate::doctor::run(doctor).await,
         Command::Ring(ring) => ring_command(ring).await,
         Command::ProtocolSchema => {
@@ -238,9 +266,6 @@ pub async fn run(command: Command) -> u8 {
         }
     }
 }
-
-/// The ringtone built into the program (assets/README.md says how it was made).
-pub const RINGTONE: &[u8] = include_bytes!("../assets/ringtone.wav");
 
 async fn ring_command(args: RingArgs) -> u8 {
     use calldock_devices::{DeviceChoice, DeviceError, Ringer, Ringtone};
@@ -256,7 +281,7 @@ async fn ring_command(args: RingArgs) -> u8 {
         eprintln!("calldock ring: --seconds takes a number of seconds, not {}", args.seconds);
         return exit::USAGE;
     };
-    let tone = match Ringtone::from_wav_bytes("assets/ringtone.wav", RINGTONE) {
+    let tone = match Ringtone::from_wav_bytes("assets/ringtone.wav", crate::sounds::RINGTONE) {
         Ok(tone) => tone,
         Err(e) => {
             eprintln!("calldock ring: {e} [{}]", e.code());

@@ -6,15 +6,19 @@ use std::path::PathBuf;
 
 use calldock_doctor::camera::CameraSource;
 use calldock_doctor::microphone::{LISTEN_SECONDS, MicSource};
+use calldock_doctor::speaker::SpeakerPlan;
 use calldock_doctor::{Check, Plan, Report, Verdict};
 
 use crate::cli::exit;
 
 pub const DOCTOR_HELP: &str = "Checks: mic (level in dBFS, noise floor, clipping; needs 2 s of sound within \
-the first 5 s, so speak during the test), codec (Opus encode and decode speed on this CPU). Speaker, camera and \
-network checks come later.
+the first 5 s, so speak during the test), speaker (plays a short chirp; where the microphone hears it, the echo \
+path's delay and level), camera (320x240, 640x480 and 1280x720: frame rate, resolution, black or frozen frames), \
+network (the server, STUN, TURN, and a short call to the echo bot: RTT, jitter, loss, throughput, MOS), codec \
+(Opus encode and decode speed on this CPU).
 
-Exit codes: 0 every check passed; 1 some check warned; 2 some check failed, or bad usage; 4 internal error.";
+Exit codes: 0 every check passed; 1 some check warned; 2 some check failed, the support bundle could not be \
+written, or bad usage; 4 internal error.";
 
 #[derive(clap::Args, Debug)]
 pub struct DoctorArgs {
@@ -28,8 +32,8 @@ pub struct DoctorArgs {
     pub mic: MicSource,
     /// The speaker to check: `default`, a device id from `calldock devices`, or `null` (no
     /// output device: the check is skipped with a warning).
-    #[arg(long, default_value = "default", value_name = "DEV|null")]
-    pub speaker: String,
+    #[arg(long, default_value = "default", value_name = "DEV|null", value_parser = SpeakerPlan::parse)]
+    pub speaker: SpeakerPlan,
     /// The camera to check: `default`, a device id from `calldock devices`, `pattern` (a moving
     /// test pattern), or a Y4M file standing in for it (to replay a recorded problem).
     #[arg(long, default_value = "default", value_name = "DEV|pattern|FILE.y4m", value_parser = CameraSource::parse)]
@@ -49,7 +53,8 @@ pub struct DoctorArgs {
 
 pub async fn run(args: DoctorArgs) -> u8 {
     let checks = if args.only.is_empty() { Check::ALL.to_vec() } else { args.only };
-    let plan = Plan { checks, microphone: args.mic, camera: args.camera, ..Plan::default() };
+    let network = calldock_doctor::network::NetworkPlan { server: args.server };
+    let plan = Plan { checks, microphone: args.mic, speaker: args.speaker, camera: args.camera, network };
     // Listening to a device blocks for seconds: keep it off the async workers.
     let report = tokio::task::spawn_blocking(move || {
         calldock_doctor::run(&plan, |check| {
@@ -81,7 +86,49 @@ pub async fn run(args: DoctorArgs) -> u8 {
         print!("{}", table(&report));
     }
     let _ = std::io::stdout().flush();
-    report.exit_code
+    let exit_code = report.exit_code;
+    match args.bundle {
+        Some(path) => exit_code.max(write_bundle(path, report).await),
+        None => exit_code,
+    }
+}
+
+/// `--bundle FILE`, once the report is out: says on standard error where the bundle is, or why
+/// it is not. Returns 0 when it was written, else the exit code of the failure.
+async fn write_bundle(path: PathBuf, report: Report) -> u8 {
+    let target = path.clone();
+    // Enumerating devices and reading logs block: off the async workers.
+    let written = tokio::task::spawn_blocking(move || {
+        let paths = calldock_journal::DataPaths::locate();
+        let sources = calldock_doctor::bundle::BundleSources {
+            report: &report,
+            paths: paths.as_ref().ok(),
+            calldock_version: env!("CARGO_PKG_VERSION"),
+        };
+        calldock_doctor::bundle::write(&target, &sources)
+    })
+    .await;
+    match written {
+        Ok(Ok(written)) => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            eprintln!(
+                "doctor: support bundle written to {} ({} files, {} secrets and addresses redacted)",
+                path.display(),
+                written.members.len(),
+                written.redactions
+            );
+            exit::OK
+        }
+        // Where it was asked to go does not take it: a usage problem.
+        Ok(Err(e)) => {
+            eprintln!("calldock doctor: {e} [{}]", e.code());
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("calldock doctor: the support bundle could not be made: {e}");
+            exit::INTERNAL
+        }
+    }
 }
 
 /// The report for a person: one row per check, its remedy on the line below.

@@ -14,8 +14,11 @@ use tokio::sync::mpsc;
 use calldock_audio::processing::ProcessingSwitches;
 use calldock_devices::DeviceChoice;
 use calldock_engine::media::{MediaConfig, Microphone, Speaker};
+use calldock_journal::calls::{CallDirection, OngoingCall};
 
+use crate::call_log;
 use crate::cli::{Account, AnswerArgs, CallArgs, MediaArgs, exit};
+use crate::sounds::Sounds;
 
 fn say(json_mode: bool, human: impl AsRef<str>, value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -139,15 +142,33 @@ pub fn devices(json_mode: bool) -> u8 {
             return exit::INTERNAL;
         }
     };
+    // A camera that cannot be listed must not hide the sound devices: said on stderr, listed as none.
+    let cameras = calldock_devices::camera::list_cameras().unwrap_or_else(|e| {
+        eprintln!("calldock: {e} [{}]", e.code());
+        Vec::new()
+    });
     if json_mode {
-        println!("{}", serde_json::to_string_pretty(&devices).unwrap_or_default());
+        // One list; each entry's `kind` (microphone, speaker, camera) says which fields it has.
+        let with_kind = |kind: String, entry: serde_json::Value| match entry {
+            serde_json::Value::Object(mut fields) => {
+                fields.insert("kind".into(), kind.into());
+                serde_json::Value::Object(fields)
+            }
+            other => other,
+        };
+        let entries: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|d| with_kind(d.direction.to_string(), serde_json::to_value(d).unwrap_or_default()))
+            .chain(cameras.iter().map(|c| with_kind("camera".into(), serde_json::to_value(c).unwrap_or_default())))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default());
         return exit::OK;
     }
     if devices.is_empty() {
         println!("no sound devices found");
-        return exit::OK;
+    } else {
+        println!("{:<10} {:<44} {:<7} {:<14} {:<8} name", "kind", "id", "default", "rates (Hz)", "channels");
     }
-    println!("{:<10} {:<44} {:<7} {:<14} {:<8} name", "kind", "id", "default", "rates (Hz)", "channels");
     for d in &devices {
         let channels = match d.channels {
             (one, same) if one == same => one.to_string(),
@@ -162,6 +183,78 @@ pub fn devices(json_mode: bool) -> u8 {
             channels,
             d.name
         );
+    }
+    print_cameras(&cameras);
+    // Virtual devices stand in for real ones on any machine (replaying a customer's problem,
+    // testing with no sound card or camera); they take the same path after the device boundary.
+    println!("virtual    microphone: silence, FILE.wav   speaker: null, FILE.wav   camera: pattern, FILE.y4m");
+    exit::OK
+}
+
+/// The camera table: each camera's largest size per pixel format (`--json` has every mode), or
+/// why it could not be opened.
+fn print_cameras(cameras: &[calldock_devices::camera::CameraDevice]) {
+    if cameras.is_empty() {
+        println!("no cameras found");
+        return;
+    }
+    println!("\n{:<10} {:<44} {:<7} {:<40} name", "kind", "id", "default", "largest mode of each format");
+    for camera in cameras {
+        let modes = match &camera.problem {
+            Some(problem) => format!("unavailable [{}]", problem.code),
+            // Modes come largest first within a format.
+            None => camera
+                .modes
+                .iter()
+                .filter(|m| camera.modes.iter().find(|first| first.format == m.format) == Some(m))
+                .map(|m| {
+                    format!("{} {}x{}@{}", m.format, m.width, m.height, m.frame_rates.first().copied().unwrap_or(0))
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let default = if camera.is_default { "yes" } else { "" };
+        println!("{:<10} {:<44} {:<7} {:<40} {}", "camera", camera.id, default, modes, camera.name);
+        if let Some(problem) = &camera.problem {
+            println!("{:<10} {}", "", problem.message);
+        }
+    }
+}
+
+/// `calldock devices --watch`: after the list, one line per change until interrupted.
+pub fn watch_devices(json_mode: bool, interval: std::time::Duration) -> u8 {
+    use calldock_devices::{DeviceEvent, DeviceWatch};
+    let (events, changes) = std::sync::mpsc::channel();
+    let _watch = match DeviceWatch::start(interval, events) {
+        Ok((watch, _first)) => watch,
+        Err(e) => {
+            eprintln!("calldock: {e} [{}]", e.code());
+            return exit::INTERNAL;
+        }
+    };
+    // Tells a script reading the output that changes from now on are reported.
+    eprintln!("calldock: watching for device changes every {} ms", interval.as_millis());
+    for event in changes {
+        let line = if json_mode {
+            serde_json::to_string(&event).unwrap_or_default()
+        } else {
+            match &event {
+                DeviceEvent::Added { direction, id } => format!("added    {direction:<10} {id}"),
+                DeviceEvent::Removed { direction, id } => format!("removed  {direction:<10} {id}"),
+                DeviceEvent::DefaultChanged { direction, from, to } => format!(
+                    "default  {direction:<10} {} -> {}",
+                    from.as_deref().unwrap_or("(none)"),
+                    to.as_deref().unwrap_or("(none)")
+                ),
+                DeviceEvent::Unavailable { reason } => format!("unavailable: {reason}"),
+                DeviceEvent::Available => "available again".to_string(),
+            }
+        };
+        println!("{line}");
+        use std::io::Write;
+        if std::io::stdout().flush().is_err() {
+            break;
+        }
     }
     exit::OK
 }
@@ -218,6 +311,8 @@ struct CallWatch {
     duration: Option<Duration>,
     json: bool,
     stats: bool,
+    /// What the local call log will say about the call when it ends.
+    record: OngoingCall,
 }
 
 fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
@@ -251,8 +346,9 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
 }
 
 impl CallWatch {
-    fn new(call_id: CallId, hang_up_after_seconds: Option<f64>, json: bool, stats: bool) -> Self {
-        Self { call_id, connected: false, duration: hang_up_after_seconds.map(Duration::from_secs_f64), json, stats }
+    fn new(call_id: CallId, record: OngoingCall, hang_up_after_seconds: Option<f64>, json: bool, stats: bool) -> Self {
+        let duration = hang_up_after_seconds.map(Duration::from_secs_f64);
+        Self { call_id, connected: false, duration, json, stats, record }
     }
 }
 
@@ -267,6 +363,7 @@ impl CallWatch {
         match event {
             CallEvent::Replaced { old, new } if *old == self.call_id => {
                 self.call_id = new.clone();
+                self.record.replaced_by(new.as_str());
                 say(
                     self.json,
                     format!("both called at once; joined call {new}"),
@@ -284,6 +381,7 @@ impl CallWatch {
                 );
                 if *state == CallState::Connected && !self.connected {
                     self.connected = true;
+                    self.record.connected(call_log::now_ms());
                     *hang_up_at = self.duration.map(|d| tokio::time::Instant::now() + d);
                 }
             }
@@ -293,6 +391,7 @@ impl CallWatch {
                     format!("ended: {}", reason_text(*reason, by_name.as_deref())),
                     json!({"event": "ended", "call_id": call_id.as_str(), "reason": reason_code(*reason), "by_name": by_name}),
                 );
+                call_log::save(&self.record.finish(call_log::now_ms(), reason_code(*reason)));
                 let good = self.connected && matches!(reason, EndReason::HangupLocal | EndReason::HangupRemote);
                 return Step::Done(if good { exit::OK } else { exit::UNSUCCESSFUL });
             }
@@ -326,6 +425,7 @@ pub async fn call(args: CallArgs) -> u8 {
         Err(code) => return code,
     };
     let media = if args.video { Media::Video } else { Media::Audio };
+    let placed_at = call_log::now_ms();
     let call_id = match engine.call(args.to.as_str().into(), media).await {
         Ok(id) => id,
         Err(e) => return fail(&e),
@@ -335,9 +435,23 @@ pub async fn call(args: CallArgs) -> u8 {
         format!("calling {} ({media:?})", args.to).to_lowercase(),
         json!({"event": "calling", "to": args.to, "call_id": call_id.as_str()}),
     );
-    let mut watch = CallWatch::new(call_id, args.duration, args.json, args.media.stats);
+    let record =
+        OngoingCall::new(call_id.as_str(), &args.to, CallDirection::Outgoing, call_log::media_name(media), placed_at);
+    let mut watch = CallWatch::new(call_id, record, args.duration, args.json, args.media.stats);
     let mut controls = control_lines();
-    follow(&engine, &mut events, &mut controls, &mut watch).await
+    let mut sounds = match Sounds::new(None, speaker_device(&args.media)) {
+        Ok(sounds) => sounds,
+        Err(e) => {
+            eprintln!("calldock: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    follow(&engine, &mut events, &mut controls, &mut watch, &mut sounds).await
+}
+
+/// The call's speaker when it is a sound device (cues play there); not a WAV file or `null`.
+fn speaker_device(media: &MediaArgs) -> Option<DeviceChoice> {
+    media.speaker.as_deref().filter(|text| !is_wav(text)).and_then(DeviceChoice::parse)
 }
 
 /// Lines typed (or piped) on standard input while a call runs: `mute`, `unmute`, `mic DEVICE`,
@@ -407,6 +521,7 @@ async fn follow(
     events: &mut mpsc::Receiver<EngineEvent>,
     controls: &mut mpsc::Receiver<String>,
     watch: &mut CallWatch,
+    sounds: &mut Sounds,
 ) -> u8 {
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut interrupted = false;
@@ -414,7 +529,7 @@ async fn follow(
     loop {
         let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
-            event = events.recv() => match event {
+            event = events.recv() => match event.inspect(|e| sounds.on_event(e)) {
                 None => return fail(&EngineError::Stopped),
                 Some(EngineEvent::Call(event)) => {
                     if let Step::Done(code) = watch.on_event(&event, &mut hang_up_at) {
@@ -427,8 +542,11 @@ async fn follow(
                     }
                 }
                 Some(EngineEvent::Stats { call_id, stats }) => {
-                    if watch.stats && call_id == watch.call_id {
-                        print_stats(watch.json, &stats);
+                    if call_id == watch.call_id {
+                        watch.record.add_stats(call_log::sample(&stats));
+                        if watch.stats {
+                            print_stats(watch.json, &stats);
+                        }
                     }
                 }
                 Some(EngineEvent::Device { call_id, change }) => {
@@ -443,7 +561,14 @@ async fn follow(
                 Some(EngineEvent::TokenRefreshed { .. }) => {}
             },
             line = controls.recv(), if controls_open => match line {
-                Some(line) => control(engine, watch, &line).await,
+                Some(line) => {
+                    control(engine, watch, &line).await;
+                    match line.trim() {
+                        "mute" => sounds.on_muted(true),
+                        "unmute" => sounds.on_muted(false),
+                        _ => {}
+                    }
+                }
                 None => controls_open = false,
             },
             _ = tokio::time::sleep_until(hang_up_at.unwrap_or(far)), if hang_up_at.is_some() => {
@@ -470,12 +595,31 @@ pub async fn answer(args: AnswerArgs) -> u8 {
         format!("signed in as {} on device {}; waiting for calls", engine.user(), engine.device()),
         json!({"event": "ready", "user": engine.user().as_str(), "device": engine.device().as_str()}),
     );
+    let ringer = match args.ringer.as_deref().map(|text| (text, DeviceChoice::parse(text))) {
+        None => None,
+        Some((_, Some(device))) => Some((device, args.ringer_volume.clamp(0.0, 1.0))),
+        Some((text, None)) => {
+            eprintln!("calldock: --ringer {text} is not a device id; `calldock devices` lists them");
+            return exit::USAGE;
+        }
+    };
+    let Ok(ring_for) = Duration::try_from_secs_f64(args.ring_for) else {
+        eprintln!("calldock: --ring-for takes a number of seconds, not {}", args.ring_for);
+        return exit::USAGE;
+    };
+    let mut sounds = match Sounds::new(ringer, speaker_device(&args.media)) {
+        Ok(sounds) => sounds,
+        Err(e) => {
+            eprintln!("calldock: {e}");
+            return exit::INTERNAL;
+        }
+    };
     let mut handled = 0;
     let mut last = exit::OK;
     let mut controls = control_lines();
     while handled < args.count {
         let incoming = loop {
-            match events.recv().await {
+            match events.recv().await.inspect(|e| sounds.on_event(e)) {
                 None => return fail(&EngineError::Stopped),
                 Some(EngineEvent::Call(CallEvent::Incoming { call_id, from, from_name, media, stacked, .. })) => {
                     say(
@@ -487,7 +631,12 @@ pub async fn answer(args: AnswerArgs) -> u8 {
                         ),
                         json!({"event": "incoming", "call_id": call_id.as_str(), "from": from.as_str(), "from_name": from_name}),
                     );
-                    break (call_id, media);
+                    let rang_at = call_log::now_ms();
+                    let media_name = call_log::media_name(media);
+                    let record =
+                        OngoingCall::new(call_id.as_str(), from.as_str(), CallDirection::Incoming, media_name, rang_at)
+                            .with_peer_name(from_name);
+                    break (call_id, media, record);
                 }
                 Some(EngineEvent::Signaling(state)) => {
                     if let Some(code) = on_signaling(&state, args.json) {
@@ -497,12 +646,22 @@ pub async fn answer(args: AnswerArgs) -> u8 {
                 Some(_) => {}
             }
         };
-        let (call_id, media) = incoming;
+        let (call_id, media, record) = incoming;
         handled += 1;
+        if !ring_for.is_zero()
+            && let Err(reason) = ring_a_while(&mut events, &mut sounds, &call_id, ring_for, args.json).await
+        {
+            if let Some(reason) = reason {
+                call_log::save(&record.finish(call_log::now_ms(), reason_code(reason)));
+            }
+            last = exit::UNSUCCESSFUL;
+            continue;
+        }
         if args.decline {
             if let Err(e) = engine.decline(call_id).await {
                 return fail(&e);
             }
+            call_log::save(&record.finish(call_log::now_ms(), reason_code(EndReason::Declined)));
             say(args.json, "declined", json!({"event": "declined"}));
             continue;
         }
@@ -512,11 +671,44 @@ pub async fn answer(args: AnswerArgs) -> u8 {
             last = exit::UNSUCCESSFUL;
             continue;
         }
-        let mut watch = CallWatch::new(call_id, args.duration, args.json, args.media.stats);
-        last = follow(&engine, &mut events, &mut controls, &mut watch).await;
+        let mut watch = CallWatch::new(call_id, record, args.duration, args.json, args.media.stats);
+        last = follow(&engine, &mut events, &mut controls, &mut watch, &mut sounds).await;
     }
     engine.close().await;
     last
+}
+
+/// Lets a call ring for `ring_for` before it is answered. An error when it stopped ringing
+/// first (the caller canceled, another device answered, it was missed), with the reason unless
+/// the engine stopped.
+async fn ring_a_while(
+    events: &mut mpsc::Receiver<EngineEvent>,
+    sounds: &mut Sounds,
+    call_id: &CallId,
+    ring_for: Duration,
+    json_mode: bool,
+) -> Result<(), Option<EndReason>> {
+    let until = tokio::time::Instant::now() + ring_for;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { return Err(None) };
+                sounds.on_event(&event);
+                if let EngineEvent::Call(CallEvent::Ended { call_id: ended, reason, by_name }) = &event
+                    && ended == call_id
+                {
+                    let why = reason_text(*reason, by_name.as_deref());
+                    say(
+                        json_mode,
+                        format!("stopped ringing: {why}"),
+                        json!({"event": "ended", "call_id": call_id.as_str(), "reason": reason_code(*reason), "by_name": by_name}),
+                    );
+                    return Err(Some(*reason));
+                }
+            }
+            _ = tokio::time::sleep_until(until) => return Ok(()),
+        }
+    }
 }
 
 pub async fn hangup(account: Account) -> u8 {

@@ -4,11 +4,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::lines::LineProcess;
 use support::pulse::{Recording, VirtualPulse, level_between};
 
 /// The calls here run in real time on real (virtual) devices: one at a time, so that on a
@@ -20,89 +18,15 @@ fn one_call_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 use support::{ServerProcess, calldock, speak};
 
-/// A calldock call or answer process whose output lines are watched and whose standard input
-/// takes control commands.
-struct Party {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Party {
-    fn start(name: &'static str, pulse: &VirtualPulse, server: &ServerProcess, args: &[&str]) -> Party {
-        let mut command = calldock();
-        pulse.apply(&mut command);
-        if let Ok(filter) = std::env::var("CALLDOCK_TEST_LOG") {
-            command.env("CALLDOCK_LOG", filter);
-        }
-        let mut child = command
-            .args(args)
-            .args(["--server", &server.base])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("calldock starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Party { name, child, stdin, lines, seen: Vec::new() }
+/// One `calldock` process on the private PulseAudio server, talking to the test server.
+fn party(name: &str, pulse: &VirtualPulse, server: &ServerProcess, args: &[&str]) -> LineProcess {
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    if let Ok(filter) = std::env::var("CALLDOCK_TEST_LOG") {
+        command.env("CALLDOCK_LOG", filter);
     }
-
-    /// Waits for an output line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("{}: no line with {needle:?} within {within:?}; saw {:#?}", self.name, self.seen),
-            }
-        }
-    }
-
-    fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is piped");
-        writeln!(stdin, "{command}").expect("calldock reads its stdin");
-        stdin.flush().expect("flush");
-    }
-
-    /// Waits for the process to exit; returns its exit code and every line it printed.
-    fn finish(mut self, within: Duration) -> (i32, Vec<String>) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                self.seen.extend(self.lines.try_iter());
-                return (status.code().unwrap_or(-1), std::mem::take(&mut self.seen));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("{} did not exit within {within:?}; saw {:#?}", self.name, self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Party {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    command.args(args).args(["--server", &server.base]);
+    LineProcess::start(name, command)
 }
 
 /// Seconds from the start of a recording to an instant.
@@ -129,7 +53,7 @@ fn speech_crosses_a_call_between_real_devices() {
     let device = |d: &str| format!("pulseaudio:{d}");
     let (bob_mic, bob_spk, alice_mic, alice_spk) =
         (device("bob_mic.monitor"), device("bob_spk"), device("alice_mic.monitor"), device("alice_spk"));
-    let mut bob = Party::start(
+    let mut bob = party(
         "bob",
         &pulse,
         &server,
@@ -147,7 +71,7 @@ fn speech_crosses_a_call_between_real_devices() {
         ],
     );
     bob.wait_for("waiting for calls", Duration::from_secs(10));
-    let mut alice = Party::start(
+    let mut alice = party(
         "alice",
         &pulse,
         &server,
@@ -223,14 +147,14 @@ fn speaker_switch_mute_unplug_and_replug_keep_the_call() {
     let spk_a = pulse.record("spk_a", &dir.path().join("a.raw"));
     let spk_b = pulse.record("spk_b", &dir.path().join("b.raw"));
 
-    let mut bob = Party::start(
+    let mut bob = party(
         "bob",
         &pulse,
         &server,
         &["answer", "--user", "bob", "--mic", "silence", "--speaker", "pulseaudio:spk_a", "--bind", "127.0.0.1:0"],
     );
     bob.wait_for("waiting for calls", Duration::from_secs(10));
-    let mut alice = Party::start(
+    let mut alice = party(
         "alice",
         &pulse,
         &server,
@@ -347,4 +271,46 @@ fn a_missing_device_is_a_usage_error_naming_the_fix() {
     let devices: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON device list");
     let ids: Vec<&str> = devices.as_array().unwrap().iter().filter_map(|d| d["id"].as_str()).collect();
     assert!(ids.contains(&"pulseaudio:only_sink") && ids.contains(&"pulseaudio:only_sink.monitor"), "{ids:?}");
+}
+
+/// Hot-plug as a person sees it: `calldock devices --watch` on a private PulseAudio server says
+/// when a device is plugged in (a null sink and its monitor appear), when the default moves to
+/// it, and when it is unplugged again.
+#[test]
+fn devices_watch_reports_plugging_a_new_default_and_unplugging() {
+    let mut pulse = VirtualPulse::start(&["vspk"]);
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    command.args(["devices", "--watch", "--json", "--interval-ms", "200"]);
+    let mut watch = LineProcess::start("devices --watch", command);
+    // The list comes first, as pretty JSON; the sink already there is in it.
+    watch.wait_for("\"pulseaudio:vspk\"", Duration::from_secs(10));
+    // Only what changes after the first reading is reported: wait for that reading.
+    std::thread::sleep(Duration::from_millis(600));
+
+    pulse.add_sink("hotplug");
+    let event = |line: &str| serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
+    // Inputs are reported before outputs: the monitor source, then the sink.
+    let monitor = event(&watch.wait_for("\"pulseaudio:hotplug.monitor\"", Duration::from_secs(5)));
+    assert_eq!((&monitor["event"], &monitor["direction"]), (&"added".into(), &"input".into()), "{monitor}");
+    let added = event(&watch.wait_for("\"pulseaudio:hotplug\"", Duration::from_secs(5)));
+    assert_eq!((&added["event"], &added["direction"]), (&"added".into(), &"output".into()), "{added}");
+
+    // PulseAudio moves the default source along to the new sink's monitor when the default
+    // source was a monitor: both defaults change, inputs reported first.
+    pulse.pactl(&["set-default-sink", "hotplug"]);
+    let moved = event(&watch.wait_for("default_changed", Duration::from_secs(5)));
+    assert_eq!((&moved["direction"], &moved["to"]), (&"input".into(), &"pulseaudio:hotplug.monitor".into()), "{moved}");
+    let moved = event(&watch.wait_for("default_changed", Duration::from_secs(5)));
+    assert_eq!((&moved["direction"], &moved["to"]), (&"output".into(), &"pulseaudio:hotplug".into()), "{moved}");
+
+    pulse.remove_sink("hotplug");
+    let removed = event(&watch.wait_for("\"removed\"", Duration::from_secs(5)));
+    assert!(removed["id"].as_str().unwrap().starts_with("pulseaudio:hotplug"), "{removed}");
+    // Both defaults leave the unplugged sink and its monitor.
+    let back = event(&watch.wait_for("default_changed", Duration::from_secs(5)));
+    assert_eq!((&back["direction"], &back["from"]), (&"input".into(), &"pulseaudio:hotplug.monitor".into()), "{back}");
+    let back = event(&watch.wait_for("default_changed", Duration::from_secs(5)));
+    assert_eq!((&back["direction"], &back["from"]), (&"output".into(), &"pulseaudio:hotplug".into()), "{back}");
+    assert_eq!(back["to"], "pulseaudio:vspk", "{back}");
 }

@@ -166,15 +166,17 @@ fn the_table_shows_verdicts_and_remedies() {
 
 #[test]
 fn unknown_checks_and_microphones_are_usage_errors_that_say_what_exists() {
-    let out = calldock().args(["doctor", "--only", "mic,camera"]).output().unwrap();
+    let out = calldock().args(["doctor", "--only", "mic,webcam"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("the checks are mic, codec"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the checks are mic, speaker, camera, network, codec"), "{}", stderr(&out));
     let out = calldock().args(["doctor", "--mic", "loudest"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("calldock devices"), "{}", stderr(&out));
     let help = calldock().args(["doctor", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("Speaker, camera and network checks come later"), "{help}");
+    for check in ["mic (", "speaker (", "camera (", "network (", "codec ("] {
+        assert!(help.contains(check), "the help explains {check}: {help}");
+    }
 }
 
 /// No sound server and an ALSA with no devices (an empty configuration): what a headless box
@@ -221,5 +223,49 @@ fn a_real_device_hears_speech_and_a_missing_one_fails() {
     let mic = check(&report, "mic");
     assert_eq!((&mic["verdict"], &mic["code"]), (&Value::from("fail"), &Value::from("device_not_found")), "{mic:#}");
     assert!(mic["remedy"].as_str().unwrap().contains("calldock devices"), "{mic:#}");
+    assert_eq!(code, 2);
+}
+
+/// The speaker check on real devices: the chirp played into a null sink comes back through the
+/// sink's monitor (what a laptop's speaker and microphone do through the air), and the echo
+/// path's delay and level are measured and printed. A microphone that cannot hear the speaker
+/// (headphones) is reported, not failed.
+#[test]
+fn the_speaker_check_hears_its_chirp_through_the_monitor_and_measures_the_echo_path() {
+    let pulse = VirtualPulse::start(&["vspk", "vmic"]);
+    let doctor_speaker = |speaker: &str, mic: &str| {
+        let mut command = calldock();
+        command.args(["doctor", "--only", "speaker", "--speaker", speaker, "--mic", mic, "--json"]);
+        pulse.apply(&mut command);
+        let out = command.output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        (report, out.status.code().unwrap())
+    };
+
+    let (report, code) = doctor_speaker("pulseaudio:vspk", "pulseaudio:vspk.monitor");
+    let speaker = check(&report, "speaker");
+    assert_eq!((&speaker["verdict"], code), (&Value::from("pass"), 0), "{report:#}");
+    let echo = &speaker["figures"]["echo"];
+    let delay = echo["delay_ms"].as_f64().unwrap_or_else(|| panic!("the monitor hears the chirp: {report:#}"));
+    let level = echo["level_dbfs"].as_f64().unwrap();
+    println!(
+        "echo path through a PulseAudio null sink: {delay:.1} ms, {level:.1} dBFS, correlation {}",
+        echo["correlation"]
+    );
+    assert!(delay > 0.0 && delay < 1000.0, "{report:#}");
+    // The chirp's RMS is -15 dBFS and the monitor is a lossless copy.
+    assert!((level - -15.0).abs() < 3.0, "{report:#}");
+    assert!(speaker["summary"].as_str().unwrap().contains("echo path"), "{report:#}");
+
+    let (report, code) = doctor_speaker("pulseaudio:vspk", "pulseaudio:vmic.monitor");
+    let speaker = check(&report, "speaker");
+    assert_eq!((&speaker["verdict"], code), (&Value::from("pass"), 0), "{report:#}");
+    assert_eq!(speaker["figures"]["echo"], Value::Null, "another sink's monitor cannot hear it: {report:#}");
+    assert!(speaker["summary"].as_str().unwrap().contains("did not hear it"), "{report:#}");
+
+    let (report, code) = doctor_speaker("pulseaudio:unplugged", "pulseaudio:vspk.monitor");
+    let speaker = check(&report, "speaker");
+    assert_eq!((&speaker["verdict"], &speaker["code"]), (&Value::from("fail"), &Value::from("device_not_found")));
+    assert!(speaker["remedy"].as_str().unwrap().contains("calldock devices"), "{report:#}");
     assert_eq!(code, 2);
 }

@@ -9,8 +9,9 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::calldock;
+use support::lines::LineProcess;
 use support::pulse::{VirtualPulse, level_between};
+use support::{ServerProcess, calldock};
 
 /// Seconds from the start of a recording to `at`.
 fn offset(start: Instant, at: Instant) -> f64 {
@@ -146,4 +147,113 @@ fn a_device_that_is_not_present_is_a_usage_error_pointing_to_calldock_devices() 
         assert_eq!(out.status.code(), Some(2), "{device}: {stderr}");
         assert!(stderr.contains(device) && stderr.contains("calldock devices"), "{device}: {stderr}");
     }
+}
+
+/// An incoming call rings on the ringer device until it is answered, and the call's own cues
+/// play on its speaker: a join sound when it connects and a leave sound when it ends. Both
+/// sinks are recorded from their monitors by parec, outside calldock.
+#[test]
+fn an_incoming_call_rings_until_answered_and_cues_mark_join_and_leave() {
+    let pulse = VirtualPulse::start(&["ring", "bob_spk"]);
+    let server = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ringer = pulse.record("ring", &dir.path().join("ring.raw"));
+    let speaker = pulse.record("bob_spk", &dir.path().join("speaker.raw"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    command.args(["answer", "--server", &server.base, "--user", "bob", "--json", "--ring-for", "2"]);
+    command.args(["--ringer", "pulseaudio:ring", "--mic", "silence", "--speaker", "pulseaudio:bob_spk"]);
+    command.args(["--duration", "1.5", "--bind", "127.0.0.1:0"]);
+    let mut bob = LineProcess::start("bob", command);
+    bob.wait_for("\"ready\"", Duration::from_secs(10));
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    command.args(["call", "bob", "--server", &server.base, "--user", "alice", "--mic", "silence"]);
+    command.args(["--speaker", "null", "--bind", "127.0.0.1:0"]);
+    let alice = LineProcess::start("alice", command);
+
+    let (incoming_at, _) = bob.wait_for_timed("\"incoming\"", Duration::from_secs(10));
+    let (connected_at, _) = bob.wait_for_timed("\"connected\"", Duration::from_secs(10));
+    let (ended_at, _) = bob.wait_for_timed("\"ended\"", Duration::from_secs(10));
+    let (code, _) = bob.finish(Duration::from_secs(5));
+    assert_eq!(code, 0);
+    drop(alice);
+    std::thread::sleep(Duration::from_millis(800));
+    let rang = ringer.stop();
+    let heard = speaker.stop();
+
+    let ring_at = |at: Instant| offset(rang.start, at);
+    let (incoming, connected) = (ring_at(incoming_at), ring_at(connected_at));
+    let ringing = level_between(&rang.samples, incoming + 0.3, incoming + 1.5);
+    let after = level_between(&rang.samples, connected + 0.3, rang.samples.len() as f64 / 48_000.0);
+    eprintln!(
+        "ringer: {ringing:.1} dBFS while the call rang ({:.2} s), {after:.1} dBFS once answered",
+        connected - incoming
+    );
+    assert!(connected - incoming >= 1.9, "bob let it ring 2 s: {:.2} s", connected - incoming);
+    assert!(ringing > -40.0, "the ringtone is heard while the call rings: {ringing:.1} dBFS");
+    assert!(after < -70.0, "the ringing stops once the call is answered: {after:.1} dBFS");
+
+    let speaker_at = |at: Instant| offset(heard.start, at);
+    let (connected, ended) = (speaker_at(connected_at), speaker_at(ended_at));
+    let before = level_between(&heard.samples, 0.0, connected - 0.1);
+    let join = level_between(&heard.samples, connected - 0.05, connected + 0.5);
+    let middle = level_between(&heard.samples, connected + 0.6, ended - 0.1);
+    let leave = level_between(&heard.samples, ended - 0.05, ended + 0.6);
+    eprintln!(
+        "speaker: {before:.1} dBFS before the call, {join:.1} at the join, {middle:.1} in the (silent) call, {leave:.1} at the leave"
+    );
+    assert!(before < -70.0, "nothing plays on the speaker before the call: {before:.1} dBFS");
+    assert!(join > -40.0, "the join sound plays when the call connects: {join:.1} dBFS");
+    assert!(middle < -60.0, "the caller sends silence: {middle:.1} dBFS");
+    assert!(leave > -40.0, "the leave sound plays when the call ends: {leave:.1} dBFS");
+}
+
+/// A caller who gives up while the call rings: the ringing stops at once, the callee says the
+/// call was canceled, and the local call log keeps it as a canceled incoming call.
+#[test]
+fn a_call_canceled_while_ringing_stops_the_ringing_and_is_logged() {
+    let pulse = VirtualPulse::start(&["ring"]);
+    let server = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("bob-data");
+    let ringer = pulse.record("ring", &dir.path().join("ring.raw"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut command = calldock();
+    pulse.apply(&mut command);
+    command.env("CALLDOCK_DATA_DIR", &data);
+    command.args(["answer", "--server", &server.base, "--user", "bob", "--json", "--ring-for", "20"]);
+    command.args(["--ringer", "pulseaudio:ring", "--mic", "silence", "--speaker", "null"]);
+    let mut bob = LineProcess::start("bob", command);
+    bob.wait_for("\"ready\"", Duration::from_secs(10));
+    let mut command = calldock();
+    command.args(["call", "bob", "--server", &server.base, "--user", "alice", "--mic", "silence", "--speaker", "null"]);
+    let _alice = LineProcess::start("alice", command);
+    let (incoming_at, _) = bob.wait_for_timed("\"incoming\"", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let hangup = calldock().args(["hangup", "--server", &server.base, "--user", "alice"]).output().unwrap();
+    assert!(hangup.status.success(), "{}", String::from_utf8_lossy(&hangup.stderr));
+    let (ended_at, ended) = bob.wait_for_timed("\"ended\"", Duration::from_secs(5));
+    assert!(ended.contains("\"canceled\""), "{ended}");
+    let (code, _) = bob.finish(Duration::from_secs(5));
+    assert_eq!(code, 1, "the one call bob waited for was not answered");
+    std::thread::sleep(Duration::from_millis(800));
+    let rang = ringer.stop();
+
+    let (incoming, ended) = (offset(rang.start, incoming_at), offset(rang.start, ended_at));
+    let ringing = level_between(&rang.samples, incoming + 0.3, ended - 0.1);
+    let after = level_between(&rang.samples, ended + 0.3, rang.samples.len() as f64 / 48_000.0);
+    eprintln!("ringer: {ringing:.1} dBFS while ringing, {after:.1} dBFS after the caller canceled");
+    assert!(ringing > -40.0, "{ringing:.1} dBFS");
+    assert!(after < -70.0, "the ringing stops when the caller cancels: {after:.1} dBFS");
+
+    let log = std::fs::read_to_string(data.join("calls.jsonl")).expect("bob's call log");
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert_eq!((&lines[0]["peer"], &lines[0]["end_reason"]), (&"alice".into(), &"canceled".into()), "{log}");
+    assert_eq!(lines[0]["direction"], "incoming", "{log}");
 }

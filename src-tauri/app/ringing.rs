@@ -31,7 +31,7 @@ pub struct Ringing {
 
 impl Ringing {
     pub fn new() -> Self {
-        let tone = Ringtone::from_wav_bytes("assets/ringtone.wav", crate::cli::RINGTONE)
+        let tone = Ringtone::from_wav_bytes("assets/ringtone.wav", crate::sounds::RINGTONE)
             .map_err(|e| tracing::error!(error = %e, "the built-in ringtone is unusable; calls ring silently"))
             .ok();
         let (requests, inbox) = mpsc::channel();

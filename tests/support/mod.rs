@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub mod chromium;
+pub mod lines;
 pub mod overload;
 pub mod pulse;
 
@@ -23,7 +24,17 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub fn calldock() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_calldock"));
     command.env("CALLDOCK_LOG", "warn");
+    // Logs and the call log of test runs stay out of the home folder (one folder per test
+    // binary; tests that read them set their own).
+    command.env("CALLDOCK_DATA_DIR", test_data_dir());
     command
+}
+
+fn test_data_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::Builder::new().prefix("calldock-test-data").tempdir().expect("a temp dir"))
+        .path()
+        .to_path_buf()
 }
 
 /// A `calldock serve` process on a loopback port.

@@ -11,6 +11,7 @@
 //! construction, so it can run on a real-time thread. WAV files stand in for devices.
 
 pub mod codec;
+pub mod cues;
 pub mod pipeline;
 pub mod processing;
 pub mod resample;

@@ -1,4 +1,6 @@
 //! Sound devices through cpal: enumeration with stable ids, and capture and playout streams.
+//! Cameras through nokhwa, and the test pattern and Y4M files that stand in for them
+//! ([`camera`]). Which process holds a busy device ([`processes_holding`]).
 //!
 //! Invariants:
 //! - Device callbacks (cpal's real-time threads) never allocate, lock or block: samples cross
@@ -10,15 +12,20 @@
 //! - A device that fails while streaming is reported (a [`StreamHealth`] failure), never a panic;
 //!   what to do about it (fall back to the default device) is the caller's decision.
 
+pub mod camera;
+mod holders;
 mod ringer;
 mod stream;
+mod watch;
 
 use std::fmt;
 use std::str::FromStr;
 
 use cpal::traits::{DeviceTrait, HostTrait};
+pub use holders::{DeviceHolder, describe_holders, processes_holding, processes_holding_sound};
 pub use ringer::{Ringer, Ringtone, RingtoneError};
 pub use stream::{Capture, Playout, StreamHealth};
+pub use watch::{DeviceEvent, DeviceWatch, Preferences, Reading, changes};
 
 /// Which way audio goes through a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -151,6 +158,13 @@ pub fn list() -> Result<Vec<AudioDevice>, DeviceError> {
     }
     inputs.extend(outputs);
     Ok(inputs)
+}
+
+/// The audio host enumeration and streams use here (`pulseaudio`, `alsa`, `wasapi`,
+/// `coreaudio`, …). On Linux it is `pulseaudio` exactly when a PulseAudio (or PipeWire-Pulse)
+/// server's socket is there, else ALSA: the support bundle reports it.
+pub fn default_host_name() -> String {
+    cpal::default_host().id().to_string()
 }
 
 fn describe(

@@ -1,5 +1,5 @@
 //! The ringtone (SPEC §7): a WAV looped on the ringer device through rodio, with its own volume,
-//! until stopped.
+//! until stopped; and sounds played once on an output (the doctor's speaker probe, short cues).
 //!
 //! The output stream is opened, played and dropped on a thread of its own (like [`crate::stream`]),
 //! so a [`Ringer`] is `Send` on every platform. rodio owns the device callback; the WAV is decoded
@@ -68,6 +68,17 @@ impl Ringtone {
         Ok(Ringtone { samples: rodio::buffer::SamplesBuffer::new(channels, rate, samples) })
     }
 
+    /// Mono samples at `rate` Hz made by the program (a probe signal, a cue); `name` is for
+    /// errors. Empty or rate-less audio is an error, as for a file.
+    pub fn from_samples(name: &str, rate: u32, samples: Vec<f32>) -> Result<Ringtone, RingtoneError> {
+        let error = |reason: &str| RingtoneError { path: name.to_string(), reason: reason.to_string() };
+        let rate = NonZero::new(rate).ok_or_else(|| error("its sample rate is zero"))?;
+        if samples.is_empty() {
+            return Err(error("it holds no audio"));
+        }
+        Ok(Ringtone { samples: rodio::buffer::SamplesBuffer::new(NonZero::<u16>::MIN, rate, samples) })
+    }
+
     /// Length of one pass.
     pub fn duration(&self) -> Duration {
         self.samples.total_duration().unwrap_or_default()
@@ -90,12 +101,26 @@ impl Ringer {
     /// Opens the device and starts looping `tone` at `volume` (0.0–1.0, clamped). Blocks until
     /// the device is open (at most a few seconds).
     pub fn start(choice: &DeviceChoice, tone: &Ringtone, volume: f32) -> Result<Ringer, DeviceError> {
+        Ringer::open(choice, volume, |player| player.append(tone.samples.clone().repeat_infinite()))
+    }
+
+    /// Opens the device and plays `sound` once; [`Ringer::finished`] tells when it has been
+    /// handed to the device. Blocks until the device is open.
+    pub fn play_once(choice: &DeviceChoice, sound: &Ringtone, volume: f32) -> Result<Ringer, DeviceError> {
+        Ringer::open(choice, volume, |player| player.append(sound.samples.clone()))
+    }
+
+    fn open(
+        choice: &DeviceChoice,
+        volume: f32,
+        queue_sound: impl FnOnce(&rodio::Player),
+    ) -> Result<Ringer, DeviceError> {
         let (device, device_id) = find(Direction::Output, choice)?;
         let open_error =
             |reason: String| DeviceError::Open { direction: Direction::Output, id: device_id.clone(), reason };
         let (player, queue) = rodio::Player::new();
         player.set_volume(clamp_volume(volume));
-        player.append(tone.samples.clone().repeat_infinite());
+        queue_sound(&player);
         let (started_tx, started_rx) = mpsc::channel::<Result<(), String>>();
         let (stop, stop_rx) = mpsc::channel::<()>();
         let (stopped_tx, stopped) = mpsc::channel::<()>();
@@ -138,6 +163,12 @@ impl Ringer {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// True once a sound played with [`Ringer::play_once`] has been handed to the device in full
+    /// (the device may still be playing its last buffer). A loop never finishes.
+    pub fn finished(&self) -> bool {
+        self.player.empty()
     }
 
     /// Sets the ringer's own volume (0.0–1.0, clamped) while it rings.

@@ -98,7 +98,7 @@ impl Capture {
         let (device, device_id) = find(Direction::Input, choice)?;
         let open_error =
             |reason: String| DeviceError::Open { direction: Direction::Input, id: device_id.clone(), reason };
-        let supported = device.default_input_config().map_err(|e| open_error(e.to_string()))?;
+        let supported = device.default_input_config().map_err(|e| open_error(open_failure(Direction::Input, &e)))?;
         let rate = supported.sample_rate();
         let config = StreamConfig {
             channels: supported.channels(),
@@ -110,6 +110,7 @@ impl Capture {
         let health = Arc::new(StreamHealth::default());
         let thread = spawn_stream(format!("mic {device_id}"), health.clone(), move |health| {
             build_input(&device, &config, format, producer, health)
+                .map_err(|e| cpal::Error::with_message(e.kind(), open_failure(Direction::Input, &e)))
         })
         .map_err(open_error)?;
         tracing::info!(device = %device_id, rate, channels = config.channels, ?format, "microphone open");
@@ -166,7 +167,7 @@ impl Playout {
         let (device, device_id) = find(Direction::Output, choice)?;
         let open_error =
             |reason: String| DeviceError::Open { direction: Direction::Output, id: device_id.clone(), reason };
-        let configs = device.supported_output_configs().map_err(|e| open_error(e.to_string()))?;
+        let configs = device.supported_output_configs().map_err(|e| open_error(open_failure(Direction::Output, &e)))?;
         // Prefer float, then the fewest channels, among configurations that run at 48 kHz.
         let supported = configs
             .filter_map(|c| c.try_with_sample_rate(PLAYOUT_RATE))
@@ -182,6 +183,7 @@ impl Playout {
         let health = Arc::new(StreamHealth::default());
         let thread = spawn_stream(format!("speaker {device_id}"), health.clone(), move |health| {
             build_output(&device, &config, format, consumer, health)
+                .map_err(|e| cpal::Error::with_message(e.kind(), open_failure(Direction::Output, &e)))
         })
         .map_err(open_error)?;
         tracing::info!(device = %device_id, channels = config.channels, ?format, "speaker open");
@@ -206,6 +208,19 @@ impl Playout {
         let (written, _) = self.ring.push_partial_slice(samples);
         written.len()
     }
+}
+
+/// Why a device would not open, for a person: when it is busy, the programs holding it where
+/// `/proc` tells (an ALSA device held by a sound server or another program).
+fn open_failure(direction: Direction, error: &cpal::Error) -> String {
+    if error.kind() != cpal::ErrorKind::DeviceBusy {
+        return error.to_string();
+    }
+    let holders = crate::processes_holding_sound(direction);
+    format!(
+        "another program{} is using it: close it or pick another {direction}",
+        crate::holders::named_in_parentheses(&holders)
+    )
 }
 
 /// 10 ms callbacks where the device allows: the PulseAudio host's server-chosen default is
@@ -380,6 +395,18 @@ mod tests {
         health.report(cpal::Error::with_message(cpal::ErrorKind::DeviceNotAvailable, "unplugged"));
         let failure = health.failure().expect("a lost device is a failure");
         assert!(failure.contains("unplugged"), "{failure}");
+    }
+
+    #[test]
+    fn busy_devices_say_to_close_the_program_holding_them() {
+        let busy = cpal::Error::with_message(cpal::ErrorKind::DeviceBusy, "Device or resource busy");
+        let reason = open_failure(Direction::Input, &busy);
+        assert!(reason.starts_with("another program"), "{reason}");
+        assert!(reason.ends_with("is using it: close it or pick another microphone"), "{reason}");
+        let error = DeviceError::Open { direction: Direction::Output, id: "alsa:hw:0,0".into(), reason };
+        assert!(error.to_string().starts_with("the speaker alsa:hw:0,0 cannot be opened: another program"), "{error}");
+        let other = cpal::Error::with_message(cpal::ErrorKind::UnsupportedConfig, "no 48 kHz");
+        assert_eq!(open_failure(Direction::Output, &other), "no 48 kHz");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use calldock_call::{CallEvent, CallView, Command, CommandError, PhoneConfig};
 use calldock_protocol::{CallId, DeviceId, ErrorCode, History, Media, UnixMillis, UserId, VersionMismatch};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod alerts;
 mod driver;
 pub mod ice_restart;
 pub mod ice_servers;

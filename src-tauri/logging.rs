@@ -1,0 +1,76 @@
+//! Where `calldock` logs go: standard error, filtered by `CALLDOCK_LOG` as it always was, and a
+//! log file for the support bundle: `calldock.YYYY-MM-DD.log` in the log dir
+//! (calldock-journal's [`DataPaths`]), a new one each day, the last [`LOG_FILES_KEPT`] kept.
+
+use calldock_journal::DataPaths;
+use calldock_journal::paths::{LOG_FILE_PREFIX, LOG_FILE_SUFFIX};
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Days of logs kept: enough for "it happened on Monday", small enough to mail.
+const LOG_FILES_KEPT: usize = 5;
+
+/// The log file's filter unless `CALLDOCK_FILE_LOG` gives one: calldock's own events from info
+/// up (calls, media, devices; a few lines per call), and only errors from webrtc, which warns
+/// about routine events.
+const FILE_FILTER: &str = "warn,calldock=info,rtc=error,webrtc=error";
+
+/// Keep it until the program ends: dropping it writes the log file's last lines.
+pub struct LogFile {
+    _flush_on_drop: Option<WorkerGuard>,
+}
+
+/// Installs the global subscriber. Without a usable log dir, logs go to standard error only,
+/// and a warning there says why.
+pub fn init() -> LogFile {
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter(
+        "CALLDOCK_LOG",
+        // webrtc warns about routine events (a STUN packet for a finished session); its
+        // errors still show.
+        "warn,rtc=error,webrtc=error",
+    ));
+    let (file, guard, problem) = match open_log_file() {
+        Ok((writer, guard)) => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter("CALLDOCK_FILE_LOG", FILE_FILTER));
+            (Some(layer), Some(guard), None)
+        }
+        Err(problem) => (None, None, Some(problem)),
+    };
+    tracing_subscriber::registry().with(stderr).with(file).init();
+    if let Some(problem) = problem {
+        tracing::warn!("no log file is written: {problem}");
+    }
+    LogFile { _flush_on_drop: guard }
+}
+
+fn filter(variable: &str, default: &str) -> EnvFilter {
+    EnvFilter::try_from_env(variable)
+        .unwrap_or_else(|_| EnvFilter::new(default))
+        // The PulseAudio client logs every ordinary disconnect as an error.
+        .add_directive("pulseaudio::client::reactor=off".parse().expect("a valid directive"))
+}
+
+/// The day's log file, written from a thread of its own so that no call path waits on a disk.
+fn open_log_file() -> Result<(NonBlocking, WorkerGuard), String> {
+    let paths = DataPaths::locate().map_err(|e| e.to_string())?;
+    let appender = RollingFileAppender::builder()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(LOG_FILE_PREFIX)
+        .filename_suffix(LOG_FILE_SUFFIX)
+        .max_log_files(LOG_FILES_KEPT)
+        .build(&paths.log_dir)
+        .map_err(|e| {
+            format!(
+                "{}: {e}; make it writable, or set {} to a writable directory",
+                paths.log_dir.display(),
+                calldock_journal::DATA_DIR_ENV
+            )
+        })?;
+    Ok(tracing_appender::non_blocking(appender))
+}
