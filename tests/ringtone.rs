@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::lines::LineProcess;
@@ -42,39 +40,15 @@ fn ring(pulse: &VirtualPulse, seconds: &str, volume: &str) -> Rang {
 
     let mut command = calldock();
     pulse.apply(&mut command);
-    let mut child = command
-        .args(["ring", "--device", "pulseaudio:ring", "--seconds", seconds, "--volume", volume])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("calldock starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    let (ringing_at, first) = lines.recv_timeout(Duration::from_secs(10)).expect("calldock says it rings");
+    command.args(["ring", "--device", "pulseaudio:ring", "--seconds", seconds, "--volume", volume]);
+    let mut ring = LineProcess::start("calldock ring", command);
+    let (ringing_at, first) = ring.wait_for_timed("ringing on", Duration::from_secs(10));
     assert!(first.starts_with("ringing on pulseaudio:ring"), "{first}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("calldock can be waited for") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "calldock ring --seconds {seconds} still runs after 10 s");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    // Printed once the ringer is stopped, just before the process exits.
+    let (stopped_at, _) = ring.wait_for_timed("stopped", Duration::from_secs(10));
+    let (code, _) = ring.finish(Duration::from_secs(10));
     let exited_at = Instant::now();
-    assert_eq!(status.code(), Some(0), "calldock ring exits 0");
-    let rest: Vec<(Instant, String)> = lines.try_iter().collect();
-    let stopped_at = rest
-        .iter()
-        .find(|(_, line)| line == "stopped")
-        .map(|(at, _)| *at)
-        .unwrap_or_else(|| panic!("calldock ring says it stopped: {rest:?}"));
+    assert_eq!(code, 0, "calldock ring exits 0");
 
     // Silence after the process is gone, for long enough to tell.
     std::thread::sleep(Duration::from_millis(1200));

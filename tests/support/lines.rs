@@ -78,7 +78,8 @@ impl LineProcess {
                 let _ = self.child.kill();
                 panic!("{} did not exit within {within:?}; saw {:#?}", self.name, self.seen);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Short: tests measure from the exit (sound must stop when the process does).
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -56,7 +56,10 @@ pub struct PeerSettings {
     /// `check_interval` (1.5 s by default: long enough for a relayed pair across the world,
     /// short enough that a dead pair costs 150 small datagrams).
     pub max_binding_requests: u16,
-    /// ICE connected but no secure (DTLS) connection after this long: `failed(dtls)`.
+    /// ICE connected but no secure (DTLS) connection after this long: `failed(dtls)`. 10 s:
+    /// through a TURN relay each DTLS flight already arrives 200–400 ms late and webrtc 0.21
+    /// retransmits a lost one only after a fixed 1 s, so a relayed setup on a lossy network
+    /// (5 % loss: a lost flight or two) can pass 5 s without anything being wrong.
     pub dtls_timeout: Duration,
     /// Nothing received on the selected pair for this long: `Disconnected`, and the session's
     /// ICE restarts begin. Audio arrives every 20 ms (400 ms in DTX silence), so only a real
@@ -75,7 +78,7 @@ impl Default for PeerSettings {
             udp_bind: vec!["0.0.0.0:0".into()],
             check_interval: Duration::from_millis(10),
             max_binding_requests: 150,
-            dtls_timeout: Duration::from_secs(5),
+            dtls_timeout: Duration::from_secs(10),
             ice_disconnected_timeout: Duration::from_secs(3),
             ice_keepalive_interval: Duration::from_secs(1),
         }
