@@ -8,98 +8,22 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::desktop::{self, Display, START_WAIT, SessionBus, first_line};
 use support::{Running, calldock};
-
-/// Starting WebKit on a loaded 2-core machine takes seconds.
-const START_WAIT: Duration = Duration::from_secs(60);
-
-/// A process started with a piped stdout, whose first line says where it listens.
-fn first_line(child: &mut Child, within: Duration, what: &str) -> String {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(within).unwrap_or_else(|_| panic!("{what} said nothing within {within:?}"))
-}
-
-/// A private X server; dropped, it is killed.
-struct Display {
-    _xvfb: Running,
-    name: String,
-}
-
-fn xvfb() -> Display {
-    assert!(
-        Path::new("/usr/bin/Xvfb").exists(),
-        "Xvfb is needed for the desktop smoke test: apt-get install xvfb (scripts/test installs it)"
-    );
-    let mut child = Command::new("/usr/bin/Xvfb")
-        .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb starts");
-    let number = first_line(&mut child, Duration::from_secs(20), "Xvfb");
-    let number = number.trim();
-    assert!(number.parse::<u32>().is_ok(), "Xvfb gave no display number: {number:?}");
-    Display { _xvfb: Running(child), name: format!(":{number}") }
-}
-
-/// A private D-Bus session bus; dropped, it is killed.
-struct SessionBus {
-    _daemon: Running,
-    address: String,
-}
-
-fn session_bus() -> SessionBus {
-    let mut child = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon starts (Debian package dbus)");
-    let address = first_line(&mut child, Duration::from_secs(20), "dbus-daemon").trim().to_owned();
-    assert!(address.starts_with("unix:"), "unexpected D-Bus address {address:?}");
-    SessionBus { _daemon: Running(child), address }
-}
 
 /// `calldock` with the window's environment: the display, the bus, and private dirs.
 fn app(display: &Display, bus: &SessionBus, home: &Path) -> Command {
     let mut command = calldock();
-    for dir in ["config", "data", "cache", "runtime"] {
-        std::fs::create_dir_all(home.join(dir)).unwrap();
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(home.join("runtime"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    command
-        .env("DISPLAY", &display.name)
-        .env_remove("WAYLAND_DISPLAY")
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env("XDG_RUNTIME_DIR", home.join("runtime"))
-        // No GPU under Xvfb.
-        .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
-        .env("LIBGL_ALWAYS_SOFTWARE", "1")
-        // Calls would use these instead of sound devices; this test makes none, but the app must
-        // not open real devices on a CI machine either.
-        .env("CALLDOCK_VIRTUAL_MIC", "silence")
-        .env("CALLDOCK_VIRTUAL_SPEAKER", "null");
+    desktop::window_env(&mut command, display, bus, home);
+    // Calls would use these instead of sound devices; this test makes none, but the app must
+    // not open real devices on a CI machine either.
+    command.env("CALLDOCK_VIRTUAL_MIC", "silence").env("CALLDOCK_VIRTUAL_SPEAKER", "null");
     command
 }
 
@@ -117,8 +41,8 @@ fn get(base: &str, path: &str) -> (String, String) {
 
 #[test]
 fn the_window_starts_the_built_in_server_and_a_second_launch_hands_off_its_link() {
-    let display = xvfb();
-    let bus = session_bus();
+    let display = desktop::xvfb();
+    let bus = desktop::session_bus();
     let home = tempfile::tempdir().unwrap();
 
     let started = Instant::now();

@@ -30,7 +30,7 @@ use super::contacts::{self, Contact, ContactBook};
 use super::deep_link::DeepLink;
 use super::device_watch::{CameraDevice, DevicesChanged, Snapshot};
 use super::keychain::{Keychain, KeychainError, KeychainStatus};
-use super::mic_meter::MicMeter;
+use super::mic_meter::{MicLevel, MicMeter};
 use super::ringing::Ringing;
 use super::settings::{self, ConfigDir, ServerSetting, Settings};
 use super::transport::{CallEventJson, CallStatsJson, CallViewJson, IpcError, RecentCallJson, SignalingJson};
@@ -828,12 +828,18 @@ impl Shell {
         let choice = settings::parse_device("device", &device)?;
         self.stop_mic_meter();
         let outbox = self.outbox.clone();
+        // A virtual microphone stands in for every device in calls, so in the meter too.
+        let stand_in = self.virtual_devices.microphone.clone();
         let meter = self
             .runtime
             .spawn_blocking(move || {
-                MicMeter::start(&choice, move |level| {
+                let report = move |level: MicLevel| {
                     outbox.emit("mic-level", serde_json::to_value(level).unwrap_or_default());
-                })
+                };
+                match stand_in {
+                    Some(microphone) => MicMeter::start_virtual(&microphone, report),
+                    None => MicMeter::start(&choice, report),
+                }
             })
             .await
             .map_err(|e| IpcError::new("device_open_failed", e.to_string()))??;

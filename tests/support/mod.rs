@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub mod chromium;
+pub mod desktop;
 pub mod lines;
 pub mod overload;
 pub mod pulse;

@@ -1,5 +1,7 @@
 import { render } from "preact";
 import { App, Boundary } from "./App";
+import { toIpcError } from "./ipc";
+import { describeError } from "./logic/errors";
 import { Store, applyTheme } from "./store";
 import "./styles.css";
 
@@ -21,15 +23,11 @@ if (root) {
     </Boundary>,
     root,
   );
+  // A promise nobody caught: still the shell's message for its code, with what it said under
+  // "Details", so a person (and support) can tell which thing failed.
   window.addEventListener("unhandledrejection", (e) => {
     console.error("calldock ui: unhandled", e.reason);
-    store.notify({
-      tone: "error",
-      title: "Something did not work.",
-      action: "Try again. If it keeps happening, restart Calldock.",
-      detail: "",
-      fix: null,
-    });
+    store.notify({ tone: "error", ...describeError(toIpcError(e.reason)) });
   });
   void store.boot();
 }

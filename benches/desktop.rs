@@ -1,0 +1,279 @@
+//! `cargo bench --bench desktop`: the desktop app beside headless Chromium rendering the same UI
+//! build (issue 5's benchmark). Printed side by side, from runs taken alternately in one go:
+//!
+//! - start to interactive: from asking the WebDriver server for a session (which launches the
+//!   app, or Chromium and then loads the page) until the first-run form is on screen;
+//! - memory, PSS summed over every process (the app with WebKit's web and network processes;
+//!   Chromium's browser, zygotes, renderer, GPU and utility processes), idle on the contacts
+//!   screen and during an echo test call.
+//!
+//! The app runs for real: the built-in server, the engine, a real echo call with a WAV file as
+//! the microphone. Chromium runs the UI with the shell faked in the page (ui/e2e/harness.ts, the
+//! UI end-to-end tests' mock), so its "call" is only the UI of one: the comparison is in
+//! Chromium's favour.
+//!
+//! Needs: Xvfb, dbus, WebKitWebDriver (webkit2gtk-driver), chromedriver (chromium-driver),
+//! tauri-driver (scripts/setup-desktop-driver), and the UI built with its node_modules
+//! (scripts/test-ui).
+
+#[allow(dead_code)]
+#[path = "../tests/support/chromium.rs"]
+mod chromium;
+#[path = "../tests/support/desktop.rs"]
+mod desktop;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chromium::{PageFile, PageServer};
+use desktop::{Group, TauriDriver};
+use fantoccini::{Client, Locator};
+
+const RUNS: usize = 3;
+const SETTLE: Duration = Duration::from_secs(3);
+const IN_CALL: Duration = Duration::from_secs(5);
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    interactive_ms: f64,
+    idle_kib: u64,
+    in_call_kib: u64,
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn wait_for(client: &Client, locator: Locator<'_>, what: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .every(Duration::from_millis(10))
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn kib_of(pids: &[u32]) -> u64 {
+    pids.iter().map(|&pid| desktop::pss_kib(pid)).sum()
+}
+
+/// The steps both runs share: first run, contacts (idle), the echo test call (in a call).
+async fn drive(client: &Client, measure: impl Fn() -> u64, connected: impl AsyncFn(&Client)) -> (u64, u64) {
+    wait_for(client, Locator::Css("#display-name"), "the first-run form").await.send_keys("Sam Tester").await.unwrap();
+    wait_for(client, Locator::Css("button[type=submit]"), "the submit button").await.click().await.unwrap();
+    let call = wait_for(client, Locator::Css("button[aria-label='Call Echo test']"), "the contacts").await;
+    tokio::time::sleep(SETTLE).await;
+    let idle = measure();
+    call.click().await.unwrap();
+    wait_for(client, Locator::XPath("//button[contains(., 'Start audio call')]"), "the pre-join screen")
+        .await
+        .click()
+        .await
+        .unwrap();
+    connected(client).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = match client.find(Locator::Css(".dock-state")).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if state.contains("Connected") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the call did not connect: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(IN_CALL).await;
+    let in_call = measure();
+    wait_for(client, Locator::XPath("//button[contains(., 'End call')]"), "the end button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    (idle, in_call)
+}
+
+async fn run_app(mic: &Path) -> Sample {
+    let home = tempfile::tempdir().unwrap();
+    let display = desktop::xvfb();
+    let bus = desktop::session_bus();
+    let driver = TauriDriver::start(|command| {
+        desktop::window_env(command, &display, &bus, home.path());
+        command.env("CALLDOCK_VIRTUAL_MIC", mic).env("CALLDOCK_VIRTUAL_SPEAKER", "null");
+    });
+    let started = Instant::now();
+    let client =
+        desktop::webdriver_session(&driver.url, desktop::tauri_capabilities(Path::new(env!("CARGO_BIN_EXE_calldock"))))
+            .await;
+    wait_for(&client, Locator::Css("#display-name"), "the first-run form").await;
+    let interactive_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (idle_kib, in_call_kib) = drive(&client, || kib_of(&driver.app_processes()), async |_: &Client| {}).await;
+    let _ = client.close().await;
+    Sample { interactive_ms, idle_kib, in_call_kib }
+}
+
+/// ui/dist as served files, with the faked shell loaded before the app's script.
+fn ui_files(harness: &str) -> &'static [PageFile] {
+    let dist = workspace().join("ui/dist");
+    let mut files = Vec::new();
+    let mut stack = vec![dist.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}; run scripts/test-ui first", dir.display()))
+        {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let url = format!("/{}", path.strip_prefix(&dist).unwrap().to_str().unwrap());
+            let mut body = std::fs::read(&path).unwrap();
+            let content_type = match path.extension().and_then(|e| e.to_str()) {
+                Some("html") => {
+                    let html = String::from_utf8(body).unwrap();
+                    body = html.replacen("<head>", "<head><script src=\"/__harness.js\"></script>", 1).into_bytes();
+                    "text/html"
+                }
+                Some("js") => "text/javascript",
+                Some("css") => "text/css",
+                _ => "application/octet-stream",
+            };
+            files.push(PageFile {
+                path: if url == "/index.html" { "/" } else { Box::leak(url.into_boxed_str()) },
+                content_type,
+                body: Box::leak(body.into_boxed_slice()),
+            });
+        }
+    }
+    let harness = format!("window.__scenario = {{ firstRun: true, noRecents: true }};\n{harness}");
+    files.push(PageFile {
+        path: "/__harness.js",
+        content_type: "text/javascript",
+        body: Box::leak(harness.into_bytes().into_boxed_slice()),
+    });
+    Box::leak(files.into_boxed_slice())
+}
+
+/// The UI end-to-end tests' faked shell, bundled by the esbuild the UI's build already has.
+fn harness() -> String {
+    let ui = workspace().join("ui");
+    let out = Command::new(ui.join("node_modules/.bin/esbuild"))
+        .args(["e2e/harness.ts", "--bundle", "--format=iife", "--target=es2021", "--log-level=error"])
+        .current_dir(&ui)
+        .output()
+        .expect("esbuild from ui/node_modules runs (scripts/test-ui installs it)");
+    assert!(out.status.success(), "esbuild: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn run_chromium(pages: &PageServer) -> Sample {
+    let profile = tempfile::tempdir().unwrap();
+    let port = desktop::free_port();
+    let mut command = Command::new(CHROMEDRIVER);
+    command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    let driver = Group::spawn(command).expect("chromedriver starts (Debian package chromium-driver)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver does not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "chrome".into());
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1040,720", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     format!("--user-data-dir={}", profile.path().display())],
+        }),
+    );
+    let started = Instant::now();
+    let client = desktop::webdriver_session(&format!("http://127.0.0.1:{port}"), caps).await;
+    client.goto(&format!("http://127.0.0.1:{}/", pages.port)).await.expect("the UI loads");
+    wait_for(&client, Locator::Css("#display-name"), "the first-run form").await;
+    let interactive_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let browser = |pid: u32| {
+        desktop::process_tree(pid)
+            .into_iter()
+            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "chromedriver"))
+            .collect::<Vec<_>>()
+    };
+    let driver_pid = driver.id();
+    let (idle_kib, in_call_kib) = drive(
+        &client,
+        || kib_of(&browser(driver_pid)),
+        async |client: &Client| {
+            // The faked shell's call: connected, and stats every second as the engine sends them.
+            client
+                .execute(
+                    "const m = window.__mock; \
+                     m.emit('call', { type: 'state_changed', call_id: 'out-1', state: 'connected' }); \
+                     setInterval(() => m.emit('call-stats', { call_id: 'out-1', stats: { rtt_ms: 2, jitter_ms: 0.5, \
+                       loss_percent: 0, send_kbps: 33, receive_kbps: 32, codec: 'opus', local_candidate: 'host', \
+                       remote_candidate: 'host', audio_level_dbfs: -28, jitter_buffer_delay_ms: 20, \
+                       concealed_samples: 0, mos: 4.4, quality: 'excellent' } }), 1000);",
+                    vec![],
+                )
+                .await
+                .expect("the faked shell takes events");
+        },
+    )
+    .await;
+    let _ = client.close().await;
+    drop(driver);
+    Sample { interactive_ms, idle_kib, in_call_kib }
+}
+
+fn print_run(run: usize, who: &str, s: &Sample, call: &str) {
+    println!(
+        "run {run}: {who:<9} {:>6.0} ms to interactive, {:>6.1} MiB idle, {:>6.1} MiB in {call}",
+        s.interactive_ms,
+        mib(s.idle_kib as f64),
+        mib(s.in_call_kib as f64)
+    );
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mic = dir.path().join("speech.wav");
+    let mut file = calldock_audio::wav::WavSpeaker::create(&mic).expect("a WAV file");
+    file.write(&calldock_audio::pipeline::test_signal::speech_like(30.0)).expect("written");
+    file.finish().expect("finished");
+    let pages = PageServer::start(ui_files(&harness()));
+
+    let (mut app, mut browser) = (Vec::new(), Vec::new());
+    for run in 1..=RUNS {
+        let a = run_app(&mic).await;
+        print_run(run, "calldock", &a, "an echo call");
+        let c = run_chromium(&pages).await;
+        print_run(run, "chromium", &c, "a (faked) call");
+        app.push(a);
+        browser.push(c);
+    }
+
+    let row = |name: &str, unit: &str, pick: &dyn Fn(&Sample) -> f64| {
+        let a = median(app.iter().map(pick).collect());
+        let c = median(browser.iter().map(pick).collect());
+        println!("{name:<28} {a:>9.1} {unit:<4} {c:>9.1} {unit:<4} {:>6.2}×", a / c);
+    };
+    println!("\nmedians of {RUNS} runs         calldock       chromium      ratio");
+    row("start to interactive", "ms", &|s| s.interactive_ms);
+    row("memory idle (PSS)", "MiB", &|s| mib(s.idle_kib as f64));
+    row("memory in an echo call (PSS)", "MiB", &|s| mib(s.in_call_kib as f64));
+    println!("goal: calldock's memory at most 0.5× Chromium's");
+}
