@@ -36,11 +36,13 @@ const IN_CALL: Duration = Duration::from_secs(5);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sample {
     interactive_ms: f64,
     idle_kib: u64,
     in_call_kib: u64,
+    /// PSS by process name during the call, largest first.
+    in_call_by_process: Vec<(String, u64)>,
 }
 
 fn workspace() -> PathBuf {
@@ -57,12 +59,27 @@ async fn wait_for(client: &Client, locator: Locator<'_>, what: &str) -> fantocci
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-fn kib_of(pids: &[u32]) -> u64 {
-    pids.iter().map(|&pid| desktop::pss_kib(pid)).sum()
+/// PSS by process name (processes of one name summed), largest first.
+fn pss_by_process(pids: &[u32]) -> Vec<(String, u64)> {
+    let mut by_name: Vec<(String, u64)> = Vec::new();
+    for &pid in pids {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned();
+        let kib = desktop::pss_kib(pid);
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += kib,
+            None => by_name.push((name, kib)),
+        }
+    }
+    by_name.sort_by_key(|(_, kib)| std::cmp::Reverse(*kib));
+    by_name
 }
 
 /// The steps both runs share: first run, contacts (idle), the echo test call (in a call).
-async fn drive(client: &Client, measure: impl Fn() -> u64, connected: impl AsyncFn(&Client)) -> (u64, u64) {
+async fn drive(
+    client: &Client,
+    measure: impl Fn() -> Vec<(String, u64)>,
+    connected: impl AsyncFn(&Client),
+) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
     wait_for(client, Locator::Css("#display-name"), "the first-run form").await.send_keys("Sam Tester").await.unwrap();
     wait_for(client, Locator::Css("button[type=submit]"), "the submit button").await.click().await.unwrap();
     let call = wait_for(client, Locator::Css("button[aria-label='Call Echo test']"), "the contacts").await;
@@ -111,9 +128,9 @@ async fn run_app(mic: &Path) -> Sample {
             .await;
     wait_for(&client, Locator::Css("#display-name"), "the first-run form").await;
     let interactive_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (idle_kib, in_call_kib) = drive(&client, || kib_of(&driver.app_processes()), async |_: &Client| {}).await;
+    let (idle, in_call) = drive(&client, || pss_by_process(&driver.app_processes()), async |_: &Client| {}).await;
     let _ = client.close().await;
-    Sample { interactive_ms, idle_kib, in_call_kib }
+    Sample::new(interactive_ms, &idle, in_call)
 }
 
 /// ui/dist as served files, with the faked shell loaded before the app's script.
@@ -204,9 +221,9 @@ async fn run_chromium(pages: &PageServer) -> Sample {
             .collect::<Vec<_>>()
     };
     let driver_pid = driver.id();
-    let (idle_kib, in_call_kib) = drive(
+    let (idle, in_call) = drive(
         &client,
-        || kib_of(&browser(driver_pid)),
+        || pss_by_process(&browser(driver_pid)),
         async |client: &Client| {
             // The faked shell's call: connected, and stats every second as the engine sends them.
             client
@@ -226,7 +243,14 @@ async fn run_chromium(pages: &PageServer) -> Sample {
     .await;
     let _ = client.close().await;
     drop(driver);
-    Sample { interactive_ms, idle_kib, in_call_kib }
+    Sample::new(interactive_ms, &idle, in_call)
+}
+
+impl Sample {
+    fn new(interactive_ms: f64, idle: &[(String, u64)], in_call: Vec<(String, u64)>) -> Self {
+        let total = |by: &[(String, u64)]| by.iter().map(|(_, kib)| kib).sum();
+        Sample { interactive_ms, idle_kib: total(idle), in_call_kib: total(&in_call), in_call_by_process: in_call }
+    }
 }
 
 fn print_run(run: usize, who: &str, s: &Sample, call: &str) {
@@ -236,6 +260,9 @@ fn print_run(run: usize, who: &str, s: &Sample, call: &str) {
         mib(s.idle_kib as f64),
         mib(s.in_call_kib as f64)
     );
+    let parts: Vec<String> =
+        s.in_call_by_process.iter().map(|(name, kib)| format!("{name} {:.1}", mib(*kib as f64))).collect();
+    println!("       in the call, MiB by process: {}", parts.join(", "));
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -252,7 +279,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mic = dir.path().join("speech.wav");
     let mut file = calldock_audio::wav::WavSpeaker::create(&mic).expect("a WAV file");
-    file.write(&calldock_audio::pipeline::test_signal::speech_like(30.0)).expect("written");
+    file.write(&calldock_audio::pipeline::test_signal::speech_like(2.0)).expect("written");
     file.finish().expect("finished");
     let pages = PageServer::start(ui_files(&harness()));
 

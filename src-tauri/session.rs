@@ -18,7 +18,7 @@ use calldock_journal::calls::{CallDirection, OngoingCall};
 
 use crate::call_log;
 use crate::cli::{Account, AnswerArgs, CallArgs, MediaArgs, exit};
-use crate::sounds::Sounds;
+use crate::sounds::{Outputs, Sounds};
 
 fn say(json_mode: bool, human: impl AsRef<str>, value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -439,7 +439,7 @@ pub async fn call(args: CallArgs) -> u8 {
         OngoingCall::new(call_id.as_str(), &args.to, CallDirection::Outgoing, call_log::media_name(media), placed_at);
     let mut watch = CallWatch::new(call_id, record, args.duration, args.json, args.media.stats);
     let mut controls = control_lines();
-    let mut sounds = match Sounds::new(None, speaker_device(&args.media)) {
+    let mut sounds = match Sounds::new(&Outputs { ringer: None, speaker: speaker_device(&args.media) }, say_on_stderr) {
         Ok(sounds) => sounds,
         Err(e) => {
             eprintln!("calldock: {e}");
@@ -607,7 +607,7 @@ pub async fn answer(args: AnswerArgs) -> u8 {
         eprintln!("calldock: --ring-for takes a number of seconds, not {}", args.ring_for);
         return exit::USAGE;
     };
-    let mut sounds = match Sounds::new(ringer, speaker_device(&args.media)) {
+    let mut sounds = match Sounds::new(&Outputs { ringer, speaker: speaker_device(&args.media) }, say_on_stderr) {
         Ok(sounds) => sounds,
         Err(e) => {
             eprintln!("calldock: {e}");
@@ -780,6 +780,11 @@ pub async fn history(account: Account, limit: usize, json_mode: bool) -> u8 {
 /// RFC 3339 UTC time, to the second, for Unix milliseconds.
 fn utc(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// What the alert player could not play, for a person at the terminal.
+fn say_on_stderr(problem: String) {
+    eprintln!("calldock: {problem}");
 }
 
 #[cfg(test)]

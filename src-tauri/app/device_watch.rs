@@ -36,14 +36,30 @@ impl Snapshot {
     }
 }
 
-/// A camera (SPEC §6). TODO(merge): filled from the camera enumeration being added to
-/// calldock_devices in main (crates/devices/src/camera.rs, its `CameraDevice`); until then the
-/// list is empty and the UI shows its test pattern.
+/// A camera (SPEC §6), as the UI's pickers show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CameraDevice {
     pub id: String,
     pub name: String,
     pub is_default: bool,
+}
+
+impl From<&calldock_devices::camera::CameraDevice> for CameraDevice {
+    fn from(camera: &calldock_devices::camera::CameraDevice) -> Self {
+        Self { id: camera.id.clone(), name: camera.name.clone(), is_default: camera.is_default }
+    }
+}
+
+/// The cameras present (blocks briefly: each is opened to ask its formats). None when they
+/// cannot be listed: the UI then shows its test pattern, and the doctor's camera check says why.
+pub fn cameras() -> Vec<CameraDevice> {
+    match calldock_devices::camera::list_cameras() {
+        Ok(cameras) => cameras.iter().map(CameraDevice::from).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, code = e.code(), "cameras cannot be listed");
+            Vec::new()
+        }
+    }
 }
 
 /// The `devices-changed` payload.

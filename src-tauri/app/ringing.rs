@@ -1,76 +1,79 @@
-//! The ringtone for incoming calls (SPEC §7) and the settings screen's ringer test.
+//! What the window plays apart from calls (SPEC §7): the ringtone while a call rings in, the
+//! call-waiting beep, the join/leave/mute cues — the same policy and player as the headless
+//! commands (`crate::sounds`, on `calldock_engine::alerts`) — and the settings screen's ringer
+//! test.
 //!
-//! Opening and closing an output device blocks for up to seconds, so one thread of its own
-//! owns the ringer and takes start/stop requests in order: a stop can never overtake the start
-//! it answers and leave a ringtone playing with no call.
-//!
-//! TODO(merge): `calldock_engine::alerts` (ringtone, call-waiting beep, join/leave/mute cues) is
-//! being written in main. Once merged, replace this module: feed `Alerts::on_call_event` from
-//! `Shell::on_call_event` and `Alerts::on_muted` from `Shell::set_muted`, and play the actions
-//! with `AlertSounds::apply` (ringer device and volume from the settings); `silence_ringer` sends
-//! it a `StopRinging`. `test_ringer` may keep using `Ringer` directly.
+//! The player opens devices on a thread of its own and takes its actions in order, so a stop
+//! can never overtake the start it answers and leave a ringtone playing with no call.
 
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use calldock_devices::{DeviceChoice, DeviceError, Ringer, Ringtone};
+use calldock_engine::call::CallEvent;
+
+use crate::sounds::{Outputs, RINGTONE, Sounds};
 
 /// The longest a ringer test plays.
 pub const TEST_LENGTH: Duration = Duration::from_secs(3);
 
-enum Request {
-    Ring { device: DeviceChoice, volume: f32 },
-    Stop,
+/// The window's alerts.
+pub struct Ringing {
+    sounds: Option<Mutex<Sounds>>,
+    tone: Option<Ringtone>,
 }
 
-/// The ringer of incoming calls: at most one ringtone at a time.
-pub struct Ringing {
-    tone: Option<Ringtone>,
-    requests: mpsc::Sender<Request>,
+fn report(problem: String) {
+    tracing::warn!("{problem}");
 }
 
 impl Ringing {
-    pub fn new() -> Self {
-        let tone = Ringtone::from_wav_bytes("assets/ringtone.wav", crate::sounds::RINGTONE)
+    pub fn new(outputs: &Outputs) -> Self {
+        let sounds = Sounds::new(outputs, report)
             .map_err(|e| tracing::error!(error = %e, "the built-in ringtone is unusable; calls ring silently"))
-            .ok();
-        let (requests, inbox) = mpsc::channel();
-        let worker_tone = tone.clone();
-        let spawned = std::thread::Builder::new().name("calldock ringer".into()).spawn(move || {
-            let mut ringer: Option<Ringer> = None;
-            // Ends when the Ringing is dropped; dropping the ringer stops the sound.
-            for request in inbox {
-                match request {
-                    Request::Ring { device, volume } => {
-                        if let (None, Some(tone)) = (&ringer, &worker_tone) {
-                            match Ringer::start(&device, tone, volume) {
-                                Ok(r) => ringer = Some(r),
-                                Err(e) => tracing::warn!(error = %e, code = e.code(), "cannot ring"),
-                            }
-                        }
-                    }
-                    Request::Stop => {
-                        if let Some(r) = ringer.take() {
-                            r.stop();
-                        }
-                    }
-                }
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "no thread for the ringer; calls ring silently");
+            .ok()
+            .map(Mutex::new);
+        let tone = Ringtone::from_wav_bytes("assets/ringtone.wav", RINGTONE).ok();
+        Self { sounds, tone }
+    }
+
+    fn sounds(&self) -> Option<MutexGuard<'_, Sounds>> {
+        self.sounds.as_ref().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The ringer or the speaker setting changed: play there from now on. The old player winds
+    /// down (its last cue may take a second) on a thread of its own.
+    pub fn set_outputs(&self, outputs: &Outputs) {
+        let old = self.sounds().and_then(|mut s| s.set_outputs(outputs));
+        if let Some(old) = old {
+            let _ = std::thread::Builder::new().name("calldock alerts (old)".into()).spawn(move || drop(old));
         }
-        Self { tone, requests }
     }
 
-    /// Starts ringing unless it already rings.
-    pub fn ring(&self, device: DeviceChoice, volume: f32) {
-        let _ = self.requests.send(Request::Ring { device, volume });
+    pub fn on_call_event(&self, event: &CallEvent) {
+        if let Some(mut sounds) = self.sounds() {
+            sounds.on_call_event(event);
+        }
     }
 
-    /// Stops ringing (idempotent); the calls keep ringing in the UI.
+    pub fn on_muted(&self, muted: bool) {
+        if let Some(mut sounds) = self.sounds() {
+            sounds.on_muted(muted);
+        }
+    }
+
+    /// Stops the ringtone of the calls ringing now (they keep ringing on screen).
     pub fn stop(&self) {
-        let _ = self.requests.send(Request::Stop);
+        if let Some(mut sounds) = self.sounds() {
+            sounds.silence();
+        }
+    }
+
+    /// The calls are gone without their events (signed out, the engine stopped).
+    pub fn forget_calls(&self) {
+        if let Some(mut sounds) = self.sounds() {
+            sounds.forget_calls();
+        }
     }
 
     /// Plays the ringtone once on `device` (at most [`TEST_LENGTH`]), apart from the call

@@ -107,6 +107,16 @@ const DEEP_LINK_DELAY: Duration = Duration::from_millis(500);
 /// How many past calls the contact list looks through for people.
 const CONTACTS_FROM_HISTORY: usize = 50;
 
+/// Where the window's alerts play: the ringtone on the ringer setting, cues on the call's
+/// speaker, unless a virtual speaker stands in for it (cues are not mixed into a WAV file).
+fn alert_outputs(settings: &Settings, virtual_devices: &VirtualDevices) -> crate::sounds::Outputs {
+    let device = |text: &str| DeviceChoice::parse(text).unwrap_or(DeviceChoice::Default);
+    crate::sounds::Outputs {
+        ringer: Some((device(&settings.ringer.device), settings.ringer.volume)),
+        speaker: virtual_devices.speaker.is_none().then(|| device(&settings.speaker)),
+    }
+}
+
 /// The first-connect retry delay: 1 s, doubling to 30 s (the engine reconnects by itself only
 /// once it has connected once).
 fn retry_delay(attempt: u32) -> Duration {
@@ -165,6 +175,7 @@ impl Shell {
         let loaded = config.load_settings();
         let contacts = config.read_json::<ContactBook>(contacts::FILE).unwrap_or_default();
         let device_id = config.device_id();
+        let ringing = Ringing::new(&alert_outputs(&loaded.settings, &virtual_devices));
         Arc::new(Shell {
             config,
             data_dir,
@@ -173,7 +184,7 @@ impl Shell {
             outbox,
             runtime,
             virtual_devices,
-            ringing: Ringing::new(),
+            ringing,
             state: Mutex::new(State {
                 settings: loaded.settings,
                 first_run: loaded.first_run,
@@ -247,6 +258,9 @@ impl Shell {
             let signed_in = s.engine.is_some() || s.connection.is_some();
             (before, was_first_run, s.engine.clone(), signed_in, s.board.is_idle())
         };
+        if before.ringer != next.ringer || before.speaker != next.speaker {
+            self.ringing.set_outputs(&alert_outputs(&next, &self.virtual_devices));
+        }
         if was_first_run || before.needs_reconnect(&next) {
             if !was_first_run {
                 // The saved session carries the old name or account: it must not come back.
@@ -361,7 +375,7 @@ impl Shell {
             s.engine = None;
             s.board = CallBoard::default();
         }
-        self.ringing.stop();
+        self.ringing.forget_calls();
         self.tray_update();
         if let Some(engine) = engine {
             let _ = tokio::time::timeout(CLOSE_WAIT, engine.close()).await;
@@ -533,7 +547,7 @@ impl Shell {
             current
         };
         if stopped {
-            self.ringing.stop();
+            self.ringing.forget_calls();
             self.tray_update();
             self.set_signaling(generation, SignalingJson::Failed { error: EngineError::Stopped.into() });
         }
@@ -544,17 +558,14 @@ impl Shell {
             // The call needs the microphone; the meter gives it up (the UI restarts it later).
             self.stop_mic_meter();
         }
-        let (ringing, ringer, reconnect) = {
+        let reconnect = {
             let mut s = self.state();
             s.board.apply(event);
-            let reconnect = s.processing_stale && s.board.is_idle();
-            (s.board.ringing_here(), s.settings.ringer.clone(), reconnect)
+            s.processing_stale && s.board.is_idle()
         };
+        self.ringing.on_call_event(event);
         if let CallEvent::Incoming { from_name, stacked, .. } = event {
-            self.ringing.ring(DeviceChoice::parse(&ringer.device).unwrap_or(DeviceChoice::Default), ringer.volume);
             self.outbox.incoming_call(from_name, *stacked);
-        } else if ringing == 0 {
-            self.ringing.stop();
         }
         self.tray_update();
         if let Some(payload) = CallEventJson::of(event) {
@@ -682,6 +693,7 @@ impl Shell {
         if let Some(engine) = engine {
             engine.set_muted(muted).await?;
         }
+        self.ringing.on_muted(muted);
         self.outbox.emit("mute-changed", json!({ "muted": muted, "source": source }));
         self.tray_update();
         Ok(())
@@ -713,6 +725,7 @@ impl Shell {
             (s.engine.clone(), s.settings.clone())
         };
         self.keep_settings(&settings);
+        self.ringing.set_outputs(&alert_outputs(&settings, &self.virtual_devices));
         if let Some(engine) = engine {
             engine.set_speaker(self.speaker(&settings)).await?;
         }
@@ -786,13 +799,12 @@ impl Shell {
     // ---- Devices, the meter, the ringer, the doctor ----------------------------------------
 
     pub async fn list_devices(&self) -> Result<DeviceList, IpcError> {
-        let devices = self
+        let (devices, cameras) = self
             .runtime
-            .spawn_blocking(calldock_devices::list)
+            .spawn_blocking(|| calldock_devices::list().map(|devices| (devices, super::device_watch::cameras())))
             .await
             .map_err(|e| IpcError::new("device_enumeration_failed", e.to_string()))??;
-        // TODO(merge): cameras from calldock_devices' camera enumeration (being added in main).
-        Ok(DeviceList { devices, cameras: Vec::new() })
+        Ok(DeviceList { devices, cameras })
     }
 
     /// Watches sound devices and emits `devices-changed` when they change, for as long as the
@@ -809,10 +821,12 @@ impl Shell {
                 let changed = before.as_ref().and_then(|b| super::device_watch::diff(b, &now));
                 before = Some(now.clone());
                 let Some((added, removed, default_changed)) = changed else { continue };
-                let Ok(Ok(devices)) = runtime.spawn_blocking(calldock_devices::list).await else { continue };
+                let listed =
+                    runtime.spawn_blocking(|| calldock_devices::list().map(|d| (d, super::device_watch::cameras())));
+                let Ok(Ok((devices, cameras))) = listed.await else { continue };
                 let payload = DevicesChanged {
                     devices,
-                    cameras: Vec::new(),
+                    cameras,
                     added,
                     removed,
                     default_input: now.default_input,
@@ -880,15 +894,13 @@ impl Shell {
             return Err(IpcError::new("doctor_busy", "a check is already running: wait for it"));
         }
         self.stop_mic_meter();
-        let microphone = match &self.virtual_devices.microphone {
-            Some(Microphone::Wav(path)) => calldock_doctor::microphone::MicSource::Wav(path.clone()),
-            _ => calldock_doctor::microphone::MicSource::Device(
-                DeviceChoice::parse(&self.state().settings.microphone).unwrap_or(DeviceChoice::Default),
-            ),
+        let plan = match self.doctor_plan(checks).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.doctor_busy.store(false, Ordering::Release);
+                return Err(error);
+            }
         };
-        // TODO(merge): give the network check this shell's server (built-in URL or settings)
-        // and the speaker check the chosen speaker, once their plans take them (main).
-        let plan = Plan { checks, microphone, ..Plan::default() };
         let outbox = self.outbox.clone();
         let report = self
             .runtime
@@ -898,6 +910,42 @@ impl Shell {
             .await;
         self.doctor_busy.store(false, Ordering::Release);
         report.map_err(|e| IpcError::new("doctor_failed", format!("a check stopped unexpectedly: {e}")))
+    }
+
+    /// The doctor checks what calls will use: the chosen (or virtual) microphone and speaker, the
+    /// chosen camera, and the server this app signs in to.
+    async fn doctor_plan(&self, checks: Vec<Check>) -> Result<Plan, IpcError> {
+        use calldock_doctor::{
+            camera::CameraSource, microphone::MicSource, network::NetworkPlan, speaker::SpeakerPlan,
+        };
+        let (settings, first_run) = {
+            let s = self.state();
+            (s.settings.clone(), s.first_run)
+        };
+        let microphone = match &self.virtual_devices.microphone {
+            Some(Microphone::Wav(path)) => MicSource::Wav(path.clone()),
+            Some(Microphone::Device(choice)) => MicSource::Device(choice.clone()),
+            // Silence stands in for the microphone: the check hears it and says so.
+            Some(Microphone::Silence) | None => {
+                MicSource::Device(DeviceChoice::parse(&settings.microphone).unwrap_or(DeviceChoice::Default))
+            }
+        };
+        let speaker = match &self.virtual_devices.speaker {
+            // A WAV file or nothing stands in for the speaker: there is no sound to check.
+            Some(Speaker::Null | Speaker::Wav(_)) => SpeakerPlan::Null,
+            Some(Speaker::Device(choice)) => SpeakerPlan::Device(choice.clone()),
+            None => SpeakerPlan::Device(DeviceChoice::parse(&settings.speaker).unwrap_or(DeviceChoice::Default)),
+        };
+        let camera = match settings.camera.as_deref().and_then(calldock_devices::camera::CameraChoice::parse) {
+            Some(choice) => CameraSource::Device(choice),
+            None => CameraSource::default(),
+        };
+        let server = match &settings.server {
+            ServerSetting::BuiltIn if first_run => None,
+            ServerSetting::BuiltIn => Some(self.built_in_url().await?),
+            ServerSetting::Url { url } => Some(url.clone()),
+        };
+        Ok(Plan { checks, microphone, speaker, camera, network: NetworkPlan { server } })
     }
 
     // ---- Deep links and exit ---------------------------------------------------------------

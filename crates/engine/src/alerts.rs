@@ -80,6 +80,18 @@ impl Alerts {
         actions
     }
 
+    /// Whether the ringtone should be playing now.
+    pub fn is_ringing(&self) -> bool {
+        self.ringtone_on
+    }
+
+    /// The person silenced the ringer: the calls ringing now stay silent (they still ring on
+    /// screen); a call that rings in after this rings again. The caller stops the ringtone.
+    pub fn silence(&mut self) {
+        self.ringing.clear();
+        self.ringtone_on = false;
+    }
+
     /// What to play when the microphone is muted or unmuted: a cue, during a connected call.
     pub fn on_muted(&mut self, muted: bool) -> Option<AlertAction> {
         (!self.connected.is_empty()).then_some(AlertAction::Cue(if muted { Cue::Mute } else { Cue::Unmute }))
@@ -262,6 +274,18 @@ mod tests {
         assert_eq!(alerts.on_call_event(&ended("a", EndReason::Canceled)), []);
         assert_eq!(alerts.on_call_event(&CallEvent::Replaced { old: id("b"), new: id("c") }), []);
         assert_eq!(alerts.on_call_event(&ended("c", EndReason::Missed)), [AlertAction::StopRinging]);
+    }
+
+    #[test]
+    fn a_silenced_ringer_stays_silent_for_the_calls_ringing_then_rings_for_the_next() {
+        let mut alerts = Alerts::new();
+        alerts.on_call_event(&incoming("a", false));
+        assert!(alerts.is_ringing());
+        alerts.silence();
+        assert!(!alerts.is_ringing());
+        assert_eq!(alerts.on_call_event(&state("a", CallState::IncomingRinging)), [], "still silent");
+        assert_eq!(alerts.on_call_event(&ended("a", EndReason::Missed)), [], "nothing to stop");
+        assert_eq!(alerts.on_call_event(&incoming("b", false)), [AlertAction::StartRinging]);
     }
 
     #[test]
