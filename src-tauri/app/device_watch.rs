@@ -1,38 +1,35 @@
-//! Sound device hot-plug for the UI: the `devices-changed` event.
-//!
-//! TODO(merge): `calldock_devices::DeviceWatch` (hot-plug) is being written in main. Once
-//! merged, start it in `Shell::watch_devices` (`DeviceWatch::start(POLL, sender)`) and turn its
-//! `DeviceEvent`s into this payload, instead of polling `calldock_devices::present` here.
+//! Device hot-plug for the UI: `calldock_devices::DeviceWatch` polls the sound devices, and each
+//! poll's changes become one `devices-changed` event with the lists as they are now.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use calldock_devices::{AudioDevice, Direction, Present};
+use calldock_devices::{AudioDevice, DeviceEvent};
 use serde::Serialize;
 
 /// How often to look (docs/desktop-ipc.md).
 pub const POLL: Duration = Duration::from_secs(2);
 
-/// What one look saw: the ids present and the defaults.
+/// One poll's changes, as the event tells them: ids added, ids removed, and whether a default
+/// moved. A sound server that went away or came back changes the lists too.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub ids: BTreeSet<String>,
-    pub default_input: Option<String>,
-    pub default_output: Option<String>,
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub default_changed: bool,
 }
 
-impl Snapshot {
-    pub fn of(inputs: Present, outputs: Present) -> Self {
-        Self {
-            ids: inputs.ids.into_iter().chain(outputs.ids).collect(),
-            default_input: inputs.default,
-            default_output: outputs.default,
+impl Changes {
+    pub fn of(events: &[DeviceEvent]) -> Self {
+        let mut changes = Changes::default();
+        for event in events {
+            match event {
+                DeviceEvent::Added { id, .. } => changes.added.push(id.clone()),
+                DeviceEvent::Removed { id, .. } => changes.removed.push(id.clone()),
+                DeviceEvent::DefaultChanged { .. } => changes.default_changed = true,
+                DeviceEvent::Unavailable { .. } | DeviceEvent::Available => {}
+            }
         }
-    }
-
-    /// Looks now (blocks briefly: it asks the sound server).
-    pub fn take() -> Result<Self, calldock_devices::DeviceError> {
-        Ok(Self::of(calldock_devices::present(Direction::Input)?, calldock_devices::present(Direction::Output)?))
+        changes
     }
 }
 
@@ -74,47 +71,32 @@ pub struct DevicesChanged {
     pub default_changed: bool,
 }
 
-/// What changed between two looks, or `None` when nothing did.
-pub fn diff(before: &Snapshot, after: &Snapshot) -> Option<(Vec<String>, Vec<String>, bool)> {
-    let added: Vec<String> = after.ids.difference(&before.ids).cloned().collect();
-    let removed: Vec<String> = before.ids.difference(&after.ids).cloned().collect();
-    let default_changed = before.default_input != after.default_input || before.default_output != after.default_output;
-    (!added.is_empty() || !removed.is_empty() || default_changed).then_some((added, removed, default_changed))
-}
-
 #[cfg(test)]
 mod tests {
+    use calldock_devices::Direction;
+
     use super::*;
 
-    fn snapshot(ids: &[&str], input: Option<&str>, output: Option<&str>) -> Snapshot {
-        Snapshot {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-            default_input: input.map(str::to_owned),
-            default_output: output.map(str::to_owned),
-        }
-    }
-
     #[test]
-    fn nothing_changed_is_no_event() {
-        let a = snapshot(&["pulseaudio:mic", "pulseaudio:spk"], Some("pulseaudio:mic"), Some("pulseaudio:spk"));
-        assert_eq!(diff(&a, &a.clone()), None);
-    }
-
-    #[test]
-    fn plugs_unplugs_and_default_changes_are_reported() {
-        let before = snapshot(&["pulseaudio:mic", "pulseaudio:spk"], Some("pulseaudio:mic"), Some("pulseaudio:spk"));
-        let after = snapshot(&["pulseaudio:spk", "pulseaudio:usb"], Some("pulseaudio:usb"), Some("pulseaudio:spk"));
-        assert_eq!(diff(&before, &after), Some((vec!["pulseaudio:usb".into()], vec!["pulseaudio:mic".into()], true)));
-        let only_default = snapshot(&["pulseaudio:spk", "pulseaudio:usb"], Some("pulseaudio:usb"), None);
-        assert_eq!(diff(&after, &only_default), Some((vec![], vec![], true)));
-    }
-
-    #[test]
-    fn a_snapshot_merges_both_directions() {
-        let s = Snapshot::of(
-            Present { ids: vec!["a:in".into()], default: Some("a:in".into()) },
-            Present { ids: vec!["a:out".into()], default: None },
+    fn one_polls_changes_make_one_payload() {
+        let events = [
+            DeviceEvent::Removed { direction: Direction::Input, id: "pulseaudio:mic".into() },
+            DeviceEvent::Added { direction: Direction::Input, id: "pulseaudio:usb".into() },
+            DeviceEvent::DefaultChanged {
+                direction: Direction::Input,
+                from: Some("pulseaudio:mic".into()),
+                to: Some("pulseaudio:usb".into()),
+            },
+        ];
+        assert_eq!(
+            Changes::of(&events),
+            Changes {
+                added: vec!["pulseaudio:usb".into()],
+                removed: vec!["pulseaudio:mic".into()],
+                default_changed: true
+            }
         );
-        assert_eq!(s, snapshot(&["a:in", "a:out"], Some("a:in"), None));
+        let back = [DeviceEvent::Available];
+        assert_eq!(Changes::of(&back), Changes::default(), "the lists in the payload say what is there again");
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::call_board::CallBoard;
 use super::contacts::{self, Contact, ContactBook};
 use super::deep_link::DeepLink;
-use super::device_watch::{CameraDevice, DevicesChanged, Snapshot};
+use super::device_watch::{CameraDevice, DevicesChanged};
 use super::keychain::{Keychain, KeychainError, KeychainStatus};
 use super::mic_meter::{MicLevel, MicMeter};
 use super::ringing::Ringing;
@@ -811,31 +811,39 @@ impl Shell {
     /// shell lives.
     pub fn watch_devices(self: &Arc<Self>) {
         let shell = Arc::downgrade(self);
-        let runtime = self.runtime.clone();
-        self.runtime.spawn(async move {
-            let mut before: Option<Snapshot> = None;
-            loop {
-                tokio::time::sleep(super::device_watch::POLL).await;
+        let spawned = std::thread::Builder::new().name("calldock devices-changed".into()).spawn(move || {
+            let (events, changes) = std::sync::mpsc::channel();
+            let _watch = match calldock_devices::DeviceWatch::start(super::device_watch::POLL, events) {
+                Ok((watch, _first)) => watch,
+                Err(e) => {
+                    tracing::warn!(error = %e, code = e.code(), "devices cannot be watched; plugging one in needs a restart");
+                    return;
+                }
+            };
+            while let Ok(first) = changes.recv() {
+                // The watch sends one poll's changes together: take them as one.
+                std::thread::sleep(Duration::from_millis(20));
+                let batch: Vec<_> = std::iter::once(first).chain(changes.try_iter()).collect();
                 let Some(shell) = shell.upgrade() else { return };
-                let Ok(Ok(now)) = runtime.spawn_blocking(Snapshot::take).await else { continue };
-                let changed = before.as_ref().and_then(|b| super::device_watch::diff(b, &now));
-                before = Some(now.clone());
-                let Some((added, removed, default_changed)) = changed else { continue };
-                let listed =
-                    runtime.spawn_blocking(|| calldock_devices::list().map(|d| (d, super::device_watch::cameras())));
-                let Ok(Ok((devices, cameras))) = listed.await else { continue };
+                let Ok(devices) = calldock_devices::list() else { continue };
+                let reading = calldock_devices::Reading::now().ok();
+                let super::device_watch::Changes { added, removed, default_changed } =
+                    super::device_watch::Changes::of(&batch);
                 let payload = DevicesChanged {
                     devices,
-                    cameras,
+                    cameras: super::device_watch::cameras(),
                     added,
                     removed,
-                    default_input: now.default_input,
-                    default_output: now.default_output,
+                    default_input: reading.as_ref().and_then(|r| r.input.default.clone()),
+                    default_output: reading.as_ref().and_then(|r| r.output.default.clone()),
                     default_changed,
                 };
                 shell.outbox.emit("devices-changed", serde_json::to_value(payload).unwrap_or_default());
             }
         });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread to watch the devices");
+        }
     }
 
     pub async fn start_mic_meter(&self, device: String) -> Result<(), IpcError> {
