@@ -187,7 +187,16 @@ fn harness() -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn run_chromium(pages: &PageServer) -> Sample {
+/// How Chromium renders: with `--disable-gpu` (no GL at all; the UI end-to-end tests' setting)
+/// or with its GPU process on software GL (SwiftShader), as WebKitGTK here runs on Mesa's
+/// software GL (llvmpipe) for want of a GPU.
+#[derive(Clone, Copy)]
+enum Gpu {
+    Disabled,
+    Software,
+}
+
+async fn run_chromium(pages: &PageServer, gpu: Gpu) -> Sample {
     let profile = tempfile::tempdir().unwrap();
     let port = desktop::free_port();
     let mut command = Command::new(CHROMEDRIVER);
@@ -204,7 +213,8 @@ async fn run_chromium(pages: &PageServer) -> Sample {
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1040,720", "--no-first-run",
+            "args": ["--headless", "--no-sandbox", match gpu { Gpu::Disabled => "--disable-gpu", Gpu::Software => "--enable-unsafe-swiftshader" },
+                     "--window-size=1040,720", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      format!("--user-data-dir={}", profile.path().display())],
         }),
@@ -255,7 +265,7 @@ impl Sample {
 
 fn print_run(run: usize, who: &str, s: &Sample, call: &str) {
     println!(
-        "run {run}: {who:<9} {:>6.0} ms to interactive, {:>6.1} MiB idle, {:>6.1} MiB in {call}",
+        "run {run}: {who:<22} {:>6.0} ms to interactive, {:>6.1} MiB idle, {:>6.1} MiB in {call}",
         s.interactive_ms,
         mib(s.idle_kib as f64),
         mib(s.in_call_kib as f64)
@@ -283,22 +293,30 @@ async fn main() {
     file.finish().expect("finished");
     let pages = PageServer::start(ui_files(&harness()));
 
-    let (mut app, mut browser) = (Vec::new(), Vec::new());
+    let (mut app, mut no_gpu, mut soft_gpu) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {
         let a = run_app(&mic).await;
         print_run(run, "calldock", &a, "an echo call");
-        let c = run_chromium(&pages).await;
-        print_run(run, "chromium", &c, "a (faked) call");
+        let c = run_chromium(&pages, Gpu::Disabled).await;
+        print_run(run, "chromium --disable-gpu", &c, "a (faked) call");
+        let g = run_chromium(&pages, Gpu::Software).await;
+        print_run(run, "chromium software GL", &g, "a (faked) call");
         app.push(a);
-        browser.push(c);
+        no_gpu.push(c);
+        soft_gpu.push(g);
     }
 
     let row = |name: &str, unit: &str, pick: &dyn Fn(&Sample) -> f64| {
         let a = median(app.iter().map(pick).collect());
-        let c = median(browser.iter().map(pick).collect());
-        println!("{name:<28} {a:>9.1} {unit:<4} {c:>9.1} {unit:<4} {:>6.2}×", a / c);
+        let c = median(no_gpu.iter().map(pick).collect());
+        let g = median(soft_gpu.iter().map(pick).collect());
+        println!(
+            "{name:<28} {a:>8.1} {unit:<3} {c:>8.1} {unit:<3} {:>5.2}×  {g:>8.1} {unit:<3} {:>5.2}×",
+            a / c,
+            a / g
+        );
     };
-    println!("\nmedians of {RUNS} runs         calldock       chromium      ratio");
+    println!("\nmedians of {RUNS} runs          calldock   chromium --disable-gpu  chromium software GL");
     row("start to interactive", "ms", &|s| s.interactive_ms);
     row("memory idle (PSS)", "MiB", &|s| mib(s.idle_kib as f64));
     row("memory in an echo call (PSS)", "MiB", &|s| mib(s.in_call_kib as f64));

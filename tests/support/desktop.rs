@@ -167,10 +167,14 @@ impl TauriDriver {
                 "tauri-driver starts ({e}); scripts/setup-desktop-driver installs it into ~/.cache/calldock/cargo-bin"
             )
         });
+        // tauri-driver forwards to WebKitWebDriver, which it starts: a request before both
+        // listen fails.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "tauri-driver does not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
+        for (port, what) in [(port, "tauri-driver"), (native_port, "WebKitWebDriver")] {
+            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+                assert!(Instant::now() < deadline, "{what} does not listen on port {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         TauriDriver { group, url: format!("http://127.0.0.1:{port}") }
     }
