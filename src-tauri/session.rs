@@ -558,7 +558,8 @@ async fn follow(
                         );
                     }
                 }
-                Some(EngineEvent::TokenRefreshed { .. }) => {}
+                // The command line watches no one's presence.
+                Some(EngineEvent::TokenRefreshed { .. } | EngineEvent::Presence { .. }) => {}
             },
             line = controls.recv(), if controls_open => match line {
                 Some(line) => {

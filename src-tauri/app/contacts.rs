@@ -8,14 +8,29 @@ use super::transport::RecentCallJson;
 /// The file in the app config dir.
 pub const FILE: &str = "contacts.json";
 
-/// Whether someone can take a call. The contract also has `offline` and `busy`; they come with
-/// presence from the server (see the TODO in [`ContactBook::list`]).
+/// Whether someone can take a call: the server's presence for them, `unknown` until it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Presence {
     Online,
+    Offline,
+    /// Online and in a call.
+    Busy,
     Unknown,
 }
+
+impl From<calldock_protocol::PresenceStatus> for Presence {
+    fn from(status: calldock_protocol::PresenceStatus) -> Self {
+        match status {
+            calldock_protocol::PresenceStatus::Online => Presence::Online,
+            calldock_protocol::PresenceStatus::Offline => Presence::Offline,
+            calldock_protocol::PresenceStatus::Busy => Presence::Busy,
+        }
+    }
+}
+
+/// What the server said of each watched user.
+pub type PresenceBook = std::collections::HashMap<String, Presence>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Contact {
@@ -62,7 +77,13 @@ impl ContactBook {
 
     /// The list the UI shows: the echo test first, then added people, then people from the
     /// history (newest first), each once; never the user themself.
-    pub fn list(&self, me: &str, history: &[RecentCallJson], echo_online: bool) -> Vec<Contact> {
+    pub fn list(
+        &self,
+        me: &str,
+        history: &[RecentCallJson],
+        echo_online: bool,
+        presence: &PresenceBook,
+    ) -> Vec<Contact> {
         let echo = calldock_protocol::ECHO_USER;
         let mut out = vec![Contact {
             user_id: echo.to_owned(),
@@ -77,9 +98,7 @@ impl ContactBook {
             out.push(Contact {
                 user_id: user_id.to_owned(),
                 display_name: display_name.to_owned(),
-                // TODO: presence needs the engine to forward ServerMessage::Presence (it has no
-                // event for it yet); until then the shell cannot know.
-                presence: Presence::Unknown,
+                presence: presence.get(user_id).copied().unwrap_or(Presence::Unknown),
                 is_echo: false,
             });
         };
@@ -122,12 +141,15 @@ mod tests {
         book.add("carol", "Carol C.");
         let history =
             [recent("bob", "Bob"), recent("carol", "Carol"), recent("alice", "Me"), recent("echo", "Echo test")];
-        let list = book.list("alice", &history, true);
+        let list = book.list("alice", &history, true, &PresenceBook::new());
         let ids: Vec<_> = list.iter().map(|c| (c.user_id.as_str(), c.display_name.as_str())).collect();
         assert_eq!(ids, [("echo", "Echo test"), ("carol", "Carol C."), ("bob", "Bob")]);
         assert!(list[0].is_echo);
         assert_eq!(list[0].presence, Presence::Online);
         assert_eq!(list[2].presence, Presence::Unknown);
+        let said = PresenceBook::from([("bob".to_owned(), Presence::Busy), ("carol".to_owned(), Presence::Offline)]);
+        let list = book.list("alice", &history, true, &said);
+        assert_eq!((list[1].presence, list[2].presence), (Presence::Offline, Presence::Busy));
     }
 
     #[test]
@@ -137,12 +159,12 @@ mod tests {
         book.remove("carol");
         book.remove("bob");
         let history = [recent("bob", "Bob")];
-        assert_eq!(book.list("alice", &history, false).len(), 1, "only the echo test");
+        assert_eq!(book.list("alice", &history, false, &PresenceBook::new()).len(), 1, "only the echo test");
         book.add("bob", "Bobby");
-        let list = book.list("alice", &history, false);
+        let list = book.list("alice", &history, false, &PresenceBook::new());
         assert_eq!(list[1].display_name, "Bobby");
         book.add("dave", "  ");
-        assert_eq!(book.list("alice", &[], false)[2].display_name, "dave");
+        assert_eq!(book.list("alice", &[], false, &PresenceBook::new())[2].display_name, "dave");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use calldock_doctor::{Check, Plan, Report};
 use calldock_engine::call::CallEvent;
 use calldock_engine::media::{MediaConfig, Microphone, Speaker};
 use calldock_engine::{Engine, EngineConfig, EngineError, EngineEvent, SignalingState};
-use calldock_protocol::{CallId, Media};
+use calldock_protocol::{CallId, Media, UserId};
 use calldock_server::RunningServer;
 use serde::Serialize;
 use serde_json::json;
@@ -137,6 +137,8 @@ struct State {
     muted: bool,
     board: CallBoard,
     contacts: ContactBook,
+    /// The server's presence of the people in the contact list (this engine's watch).
+    presence: contacts::PresenceBook,
     /// Processing switches changed: the engine takes them at its next sign-in, which waits
     /// until no call is live.
     processing_stale: bool,
@@ -197,6 +199,7 @@ impl Shell {
                 muted: false,
                 board: CallBoard::default(),
                 contacts,
+                presence: contacts::PresenceBook::new(),
                 processing_stale: false,
                 ui_ready: false,
                 deep_link: None,
@@ -374,6 +377,7 @@ impl Shell {
             s.generation += 1;
             s.engine = None;
             s.board = CallBoard::default();
+            s.presence.clear();
         }
         self.ringing.forget_calls();
         self.tray_update();
@@ -525,6 +529,11 @@ impl Shell {
                         json!({ "call_id": call_id.as_str(), "stats": CallStatsJson::from(&stats) }),
                     );
                 }
+                EngineEvent::Presence { user, status } => {
+                    let presence = contacts::Presence::from(status);
+                    self.state().presence.insert(user.as_str().to_owned(), presence);
+                    self.outbox.emit("presence", json!({ "user_id": user.as_str(), "presence": presence }));
+                }
                 EngineEvent::Device { call_id, change } => self.outbox.emit(
                     "device-fallback",
                     json!({
@@ -543,6 +552,7 @@ impl Shell {
             if current {
                 s.engine = None;
                 s.board = CallBoard::default();
+                s.presence.clear();
             }
             current
         };
@@ -761,9 +771,19 @@ impl Shell {
             },
             None => Vec::new(),
         };
-        let s = self.state();
-        let online = matches!(s.signaling, SignalingJson::Connected { .. });
-        s.contacts.list(&s.settings.user_id, &history, online)
+        let list = {
+            let s = self.state();
+            let online = matches!(s.signaling, SignalingJson::Connected { .. });
+            s.contacts.list(&s.settings.user_id, &history, online, &s.presence)
+        };
+        if let Some(engine) = engine {
+            // The engine watches each user once; their presence comes as `presence` events.
+            let people = list.iter().filter(|c| !c.is_echo).map(|c| UserId::new(&c.user_id)).collect();
+            if let Err(e) = engine.watch_presence(people).await {
+                tracing::warn!(code = e.code(), "no presence for contacts: {e}");
+            }
+        }
+        list
     }
 
     pub async fn list_contacts(&self) -> Result<Vec<Contact>, IpcError> {
@@ -1198,6 +1218,25 @@ mod tests {
         let ids: Vec<_> = contacts.iter().map(|c| c.user_id.as_str()).collect();
         assert_eq!(ids, ["echo", "bob"]);
         assert_eq!(f.shell.add_contact("Bob!".into(), "".into()).await.unwrap_err().code, "invalid_argument");
+        f.shell.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contacts_show_the_servers_presence_and_the_ui_hears_each_change() {
+        let f = shell(Some(alice()), |_| {});
+        f.shell.sign_in().await.unwrap();
+        f.ui.until("signaling", is_state("connected")).await;
+        let bob_is = |presence: &'static str| move |v: &Value| v["user_id"] == "bob" && v["presence"] == presence;
+        f.shell.add_contact("bob".into(), "Bob".into()).await.unwrap();
+        f.ui.until("presence", bob_is("offline")).await;
+        let listed = f.shell.list_contacts().await.unwrap();
+        assert_eq!(listed[1].presence, contacts::Presence::Offline, "{listed:?}");
+
+        let base = f.shell.built_in_url().await.unwrap();
+        let _bob = calldock_conformance::RawClient::connect_as(&base, "bob", "bob-phone").await.unwrap();
+        f.ui.until("presence", bob_is("online")).await;
+        let listed = f.shell.list_contacts().await.unwrap();
+        assert_eq!(listed[1].presence, contacts::Presence::Online, "{listed:?}");
         f.shell.shutdown().await;
     }
 }

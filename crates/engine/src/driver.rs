@@ -1,6 +1,7 @@
 //! The task that drives the call core: the socket, the clock, token refresh and reconnects.
 //! All decisions about calls are the core's; this file only moves messages and keeps time.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,6 +9,7 @@ use calldock_call::{CallEvent, Input, MediaEvent, Output, Phone};
 use calldock_peer::Signal as PeerSignal;
 use calldock_protocol::{
     CallPhase, ClientMessage, DeclineReason, ErrorCode, ParticipantState, SdpKind, ServerMessage, Session, UnixMillis,
+    UserId,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -58,6 +60,8 @@ pub struct Driver {
     muted: bool,
     /// The signaling server's STUN/TURN servers, shared by this engine's calls.
     ice_servers: Arc<IceServerCache>,
+    /// Users whose presence the application follows; watched again after a reconnect.
+    watched: BTreeSet<UserId>,
 }
 
 impl Driver {
@@ -93,6 +97,7 @@ impl Driver {
             media_rx,
             muted: false,
             ice_servers,
+            watched: BTreeSet::new(),
         }
     }
 
@@ -138,6 +143,10 @@ impl Driver {
                         for m in &self.media {
                             let _ = m.to_media.try_send(ToMedia::SetSpeaker(wanted.clone()));
                         }
+                    }
+                    Some(Request::WatchPresence(users)) => {
+                        let new: Vec<UserId> = users.into_iter().filter(|u| self.watched.insert(u.clone())).collect();
+                        self.send_presence_watch(new).await;
                     }
                     Some(Request::Calls(reply)) => {
                         let _ = reply.send(self.phone.calls().cloned().collect());
@@ -233,8 +242,19 @@ impl Driver {
                 return;
             }
         };
+        if let ServerMessage::Presence { user, status } = &message {
+            self.emit(EngineEvent::Presence { user: user.clone(), status: *status }).await;
+            return;
+        }
         if message.reply_to().is_some_and(|re| re.as_str().starts_with("e-")) {
-            // Replies to the driver's own requests (re-auth after refresh, end everywhere).
+            // Replies to the driver's own requests (re-auth after refresh, end everywhere,
+            // presence watches).
+            if let ServerMessage::PresenceState { users, .. } = &message {
+                for entry in users {
+                    self.emit(EngineEvent::Presence { user: entry.user.clone(), status: entry.status }).await;
+                }
+                return;
+            }
             if let ServerMessage::Calls { re, calls } = &message {
                 self.on_sync_reply(re.as_str(), calls).await;
                 return;
@@ -273,6 +293,20 @@ impl Driver {
             return;
         }
         self.feed(Input::Server(message));
+    }
+
+    /// Asks the server for `users`' presence and changes; without a connection, the reconnect
+    /// asks for everyone watched.
+    async fn send_presence_watch(&mut self, users: Vec<UserId>) {
+        if users.is_empty() {
+            return;
+        }
+        let Some(socket) = self.socket.as_mut() else { return };
+        self.next_id += 1;
+        let frame = socket::frame(&format!("e-presence-{}", self.next_id), ClientMessage::PresenceWatch { users });
+        if let Err(e) = socket.send(frame).await {
+            tracing::debug!("presence watch not sent ({e}); the reconnect sends it");
+        }
     }
 
     async fn hang_up_all(&mut self, reply: tokio::sync::oneshot::Sender<Result<usize, EngineError>>) {
@@ -469,6 +503,8 @@ impl Driver {
                 }))
                 .await;
                 self.feed(Input::SignalingRestored);
+                let watched = self.watched.iter().cloned().collect();
+                self.send_presence_watch(watched).await;
             }
             Err(e) if e.transient() => self.schedule_reconnect(e.to_string()),
             Err(e) => {

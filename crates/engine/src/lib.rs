@@ -101,6 +101,12 @@ pub enum EngineEvent {
         call_id: CallId,
         stats: media::CallStats,
     },
+    /// A watched user's presence ([`Engine::watch_presence`]): their status when the watch
+    /// starts (and again after each reconnect), then every change.
+    Presence {
+        user: UserId,
+        status: calldock_protocol::PresenceStatus,
+    },
     /// A microphone or speaker in a call changed without being asked (it failed and the
     /// default took over, or the chosen one came back), or a requested switch failed.
     Device {
@@ -172,6 +178,7 @@ enum Request {
     SetMuted(bool),
     SetMicrophone(media::Microphone),
     SetSpeaker(media::Speaker),
+    WatchPresence(Vec<UserId>),
     Close(oneshot::Sender<()>),
 }
 
@@ -271,6 +278,13 @@ impl Engine {
     /// Switches the speaker in every call (and calls to come), like [`Engine::set_microphone`].
     pub async fn set_speaker(&self, speaker: media::Speaker) -> Result<(), EngineError> {
         self.requests.send(Request::SetSpeaker(speaker)).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Follows these users' presence (added to those already watched; the watch outlives
+    /// reconnects): each one's status comes as an [`EngineEvent::Presence`] now, and again at
+    /// every change.
+    pub async fn watch_presence(&self, users: Vec<UserId>) -> Result<(), EngineError> {
+        self.requests.send(Request::WatchPresence(users)).await.map_err(|_| EngineError::Stopped)
     }
 
     /// This device's calls: live ones, then recently ended ones.

@@ -429,3 +429,45 @@ async fn a_saved_token_resumes_the_session_and_a_bad_one_falls_back_to_signing_i
     }
     server.shutdown().await;
 }
+
+/// The next presence event for `user`.
+async fn presence_of(events: &mut mpsc::Receiver<EngineEvent>, user: &str) -> calldock_protocol::PresenceStatus {
+    until(events, |e| match e {
+        EngineEvent::Presence { user: u, status } if u.as_str() == user => Some(*status),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn watched_presence_arrives_at_once_follows_changes_and_survives_a_reconnect() {
+    use calldock_protocol::PresenceStatus::{Busy, Offline, Online};
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { db: Some(dir.path().join("calls.db")), ..ServerConfig::default() };
+    let server = start(config.clone()).await;
+    let (addr, base) = (server.addr, server.base_url());
+    calldock_conformance::raw::login(&base, "bob", "bob-phone").await.unwrap();
+    let (alice, mut events) = Engine::connect(engine_config(&base, "alice")).await.unwrap();
+
+    alice.watch_presence(vec!["bob".into()]).await.unwrap();
+    assert_eq!(presence_of(&mut events, "bob").await, Offline, "the status when the watch starts");
+    let mut bob = calldock_conformance::RawClient::connect_as(&base, "bob", "bob-phone").await.unwrap();
+    assert_eq!(presence_of(&mut events, "bob").await, Online);
+    // Watching again asks nothing new: the next event is a real change.
+    alice.watch_presence(vec!["bob".into()]).await.unwrap();
+    let (carol, _carol_events) = Engine::connect(engine_config(&base, "carol")).await.unwrap();
+    let call = carol.call("bob".into(), Media::Audio).await.unwrap();
+    bob.request(calldock_protocol::ClientMessage::CallAccept { call_id: call, media: Media::Audio }).await.unwrap();
+    assert_eq!(presence_of(&mut events, "bob").await, Busy, "in a call");
+
+    // After a restart the engine watches again by itself, and hears the status anew.
+    server.shutdown().await;
+    drop(bob);
+    until(&mut events, |e| matches!(e, EngineEvent::Signaling(SignalingState::Reconnecting { .. })).then_some(()))
+        .await;
+    let server = restart_on(addr, config).await;
+    until(&mut events, |e| matches!(e, EngineEvent::Signaling(SignalingState::Connected { .. })).then_some(())).await;
+    let status = presence_of(&mut events, "bob").await;
+    assert!(matches!(status, Offline | Online), "bob's status after the restart: {status:?}");
+    server.shutdown().await;
+}
