@@ -77,10 +77,15 @@ describe("user ids", () => {
   it("suggests one from a name", () => {
     expect(suggestUserId("Ada Lovelace")).toBe("ada.lovelace");
     expect(suggestUserId("  Zoë  Ünal ")).toBe("zoe.unal");
+    expect(suggestUserId(".Ada")).toBe("ada"); // never a leading dot, which the server refuses
   });
   it("checks what the server accepts", () => {
     expect(userIdProblem("ada.l-1")).toBeNull();
     expect(userIdProblem("")).toMatch(/Enter/);
     expect(userIdProblem("a b")).toMatch(/letters/);
+    expect(userIdProblem("Ada")).toMatch(/lowercase/);
+    expect(userIdProblem(".ada")).toMatch(/starting with a letter or digit/);
+    expect(userIdProblem("a".repeat(64))).toBeNull();
+    expect(userIdProblem("a".repeat(65))).toMatch(/up to 64/);
   });
 });

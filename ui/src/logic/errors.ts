@@ -180,7 +180,10 @@ export function serverUrlProblem(input: string): string | null {
 export function userIdProblem(input: string): string | null {
   const text = input.trim();
   if (!text) return "Enter a user name, for example alice.";
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(text)) return "Use letters, digits, dots, dashes or underscores (up to 64).";
+  // The server's rule (and the shell's check_user_name): lowercase, starting with a letter or digit.
+  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(text)) {
+    return "Use lowercase letters, digits, dots, dashes or underscores, starting with a letter or digit (up to 64).";
+  }
   return null;
 }
 
@@ -193,5 +196,6 @@ export function suggestUserId(displayName: string): string {
     .trim()
     .replace(/\s+/g, ".")
     .replace(/[^a-z0-9._-]/g, "")
+    .replace(/^[._-]+/, "")
     .slice(0, 64);
 }
