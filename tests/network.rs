@@ -320,6 +320,40 @@ fn relayed_call(network: &Network, dir: &Path, tag: &str, loss: f64) -> [Receive
     [received[0].clone(), received[1].clone()]
 }
 
+/// One DTLS handshake flight lost on the relayed path: flight 4 (the server's ServerHello …
+/// ServerHelloDone) or flight 5 (the client's ClientKeyExchange … Finished). The side that sent
+/// it must send it again (RFC 6347 §4.2.4) and the call connects a second or so later.
+/// rtc-dtls 0.21.1 as published never resent either one (vendor/README.md): the call hung in
+/// setup and ended `failed(dtls)`.
+#[test]
+fn a_lost_dtls_flight_is_sent_again_and_the_call_connects() {
+    let _one = ONE_CALL_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let network = Network::start(0x5eed_0004);
+    let dir = work_dir();
+    for (handshake_type, flight) in
+        [(14u8, "flight 4 (ServerHello … ServerHelloDone)"), (16, "flight 5 (ClientKeyExchange … Finished)")]
+    {
+        let (alice_mic, _) = speak(dir.path(), &format!("alice-{handshake_type}.wav"), "Hello.");
+        let (bob_mic, _) = speak(dir.path(), &format!("bob-{handshake_type}.wav"), "Hi.");
+        let (alice_ear, bob_ear) = (dir.path().join("alice-ear.wav"), dir.path().join("bob-ear.wav"));
+        let dropped_before = network.relay.dtls_dropped();
+        network.relay.drop_dtls_once(handshake_type);
+        let started = Instant::now();
+        let record = call(
+            &network,
+            media_args(&alice_mic, &alice_ear),
+            media_args(&bob_mic, &bob_ear),
+            2.0,
+            |[alice, bob], _, _| alice.max(bob) - started,
+        );
+        assert_eq!(network.relay.dtls_dropped(), dropped_before + 1, "the relay dropped {flight}");
+        println!("{flight} lost once: both sides connected {} ms after the call was placed", record.during.as_millis());
+        for (who, (code, lines, stderr)) in [("alice", &record.alice), ("bob", &record.bob)] {
+            assert_eq!(*code, 0, "{who} held the call and hung up cleanly after losing {flight}:\n{lines:?}\n{stderr}");
+        }
+    }
+}
+
 /// 5 % packet loss end to end: media crosses the lossy relay twice (sender → coturn, coturn →
 /// receiver), so each crossing drops 1 − √0.95 ≈ 2.53 %, which loses 5 % of each direction's
 /// packets. The call holds, the stats see the loss and a lower MOS than the same call without

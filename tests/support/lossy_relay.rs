@@ -27,6 +27,11 @@ pub struct Impairment {
     /// Extra one-way delay and uniform jitter on top of it, in ms.
     delay_ms: AtomicU32,
     jitter_ms: AtomicU32,
+    /// Drop the next datagram (either way) carrying this DTLS handshake message type, once;
+    /// 0: none. See [`LossyRelay::drop_dtls_once`].
+    drop_dtls_type: AtomicU32,
+    /// Datagrams dropped that way.
+    pub dtls_dropped: AtomicU64,
 }
 
 /// Datagrams seen and dropped, per direction.
@@ -87,6 +92,19 @@ impl LossyRelay {
         self.impairment.loss_ppm.store((fraction.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed);
     }
 
+    /// Drops the next datagram, in either direction, that carries a DTLS handshake message of
+    /// type `handshake_type` (RFC 5246 §7.4: 14 ServerHelloDone ends flight 4, 16
+    /// ClientKeyExchange starts flight 5), inside TURN ChannelData or a Send/Data indication:
+    /// losing one chosen handshake flight, whatever the seed.
+    pub fn drop_dtls_once(&self, handshake_type: u8) {
+        self.impairment.drop_dtls_type.store(u32::from(handshake_type), Ordering::Relaxed);
+    }
+
+    /// How many datagrams [`LossyRelay::drop_dtls_once`] dropped.
+    pub fn dtls_dropped(&self) -> u64 {
+        self.impairment.dtls_dropped.load(Ordering::Relaxed)
+    }
+
     pub fn set_black_hole(&self, on: bool) {
         self.impairment.black_hole.store(on, Ordering::Relaxed);
     }
@@ -130,8 +148,16 @@ impl Dropper {
     }
 
     /// Whether to pass this datagram, and after how long.
-    fn verdict(&mut self, impairment: &Impairment) -> Option<Duration> {
+    fn verdict(&mut self, impairment: &Impairment, datagram: &[u8]) -> Option<Duration> {
         if impairment.black_hole.load(Ordering::Relaxed) {
+            return None;
+        }
+        let wanted = impairment.drop_dtls_type.load(Ordering::Relaxed);
+        if wanted != 0
+            && dtls_handshake_types(datagram).contains(&(wanted as u8))
+            && impairment.drop_dtls_type.compare_exchange(wanted, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            impairment.dtls_dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         self.credit += f64::from(impairment.loss_ppm.load(Ordering::Relaxed)) / 1e6;
@@ -145,6 +171,46 @@ impl Dropper {
         let extra = if jitter == 0 { 0 } else { self.rng.random_range(0..=jitter) };
         Some(Duration::from_millis(u64::from(delay + extra)))
     }
+}
+
+/// The handshake message types of the unencrypted (epoch 0) DTLS handshake records in a
+/// client↔TURN datagram: the payload of ChannelData (RFC 8656 §12.4) or of a Send/Data
+/// indication's DATA attribute (§11). Empty for anything else.
+fn dtls_handshake_types(datagram: &[u8]) -> Vec<u8> {
+    let payload: &[u8] = match datagram.first() {
+        Some(0x40..=0x7f) if datagram.len() >= 4 => {
+            let length = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+            &datagram[4..(4 + length).min(datagram.len())]
+        }
+        Some(0 | 1) if datagram.len() >= 20 => {
+            let mut at = 20;
+            let mut data: &[u8] = &[];
+            while at + 4 <= datagram.len() {
+                let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+                let length = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+                if kind == 0x0013 {
+                    data = &datagram[at + 4..(at + 4 + length).min(datagram.len())];
+                    break;
+                }
+                at += 4 + length.next_multiple_of(4);
+            }
+            data
+        }
+        _ => &[],
+    };
+    // DTLS records: type(1) version(2) epoch(2) sequence(6) length(2), then the fragment; a
+    // handshake fragment starts with its message type.
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 13 <= payload.len() {
+        let epoch = u16::from_be_bytes([payload[at + 3], payload[at + 4]]);
+        let length = usize::from(u16::from_be_bytes([payload[at + 11], payload[at + 12]]));
+        if payload[at] == 22 && epoch == 0 && at + 13 < payload.len() {
+            types.push(payload[at + 13]);
+        }
+        at += 13 + length;
+    }
+    types
 }
 
 async fn send_later(socket: Arc<UdpSocket>, datagram: Vec<u8>, to: SocketAddr, after: Duration) {
@@ -190,7 +256,7 @@ async fn relay(
             }
         };
         counters.to_server.fetch_add(1, Ordering::Relaxed);
-        match dropper.verdict(&impairment) {
+        match dropper.verdict(&impairment, &buffer[..n]) {
             Some(after) => send_later(socket, buffer[..n].to_vec(), upstream, after).await,
             None => {
                 counters.to_server_dropped.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +278,7 @@ async fn back_to_client(
     loop {
         let Ok((n, _)) = upstream.recv_from(&mut buffer).await else { continue };
         counters.to_client.fetch_add(1, Ordering::Relaxed);
-        match dropper.verdict(&impairment) {
+        match dropper.verdict(&impairment, &buffer[..n]) {
             Some(after) => send_later(front.clone(), buffer[..n].to_vec(), client, after).await,
             None => {
                 counters.to_client_dropped.fetch_add(1, Ordering::Relaxed);

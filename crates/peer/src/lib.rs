@@ -57,9 +57,10 @@ pub struct PeerSettings {
     /// short enough that a dead pair costs 150 small datagrams).
     pub max_binding_requests: u16,
     /// ICE connected but no secure (DTLS) connection after this long: `failed(dtls)`. 10 s:
-    /// through a TURN relay each DTLS flight already arrives 200–400 ms late and webrtc 0.21
-    /// retransmits a lost one only after a fixed 1 s, so a relayed setup on a lossy network
-    /// (5 % loss: a lost flight or two) can pass 5 s without anything being wrong.
+    /// through a TURN relay each DTLS flight arrives 200–400 ms late and a lost one is sent
+    /// again only after a fixed 1 s (vendor/README.md: the patched rtc-dtls, which resends lost
+    /// flights at all), so a relayed setup on a lossy network costs a few seconds, while a
+    /// handshake that cannot succeed (a forged fingerprint) still ends in bounded time.
     pub dtls_timeout: Duration,
     /// Nothing received on the selected pair for this long: `Disconnected`, and the session's
     /// ICE restarts begin. Audio arrives every 20 ms (400 ms in DTX silence), so only a real
