@@ -59,18 +59,22 @@ fn filter(variable: &str, default: &str) -> EnvFilter {
 /// The day's log file, written from a thread of its own so that no call path waits on a disk.
 fn open_log_file() -> Result<(NonBlocking, WorkerGuard), String> {
     let paths = DataPaths::locate().map_err(|e| e.to_string())?;
+    let unwritable = |e: &dyn std::fmt::Display| {
+        format!(
+            "{}: {e}; make it writable, or set {} to a writable directory",
+            paths.log_dir.display(),
+            calldock_journal::DATA_DIR_ENV
+        )
+    };
+    // tracing-appender prunes old files before it creates the directory, and prints to standard
+    // error when there is none yet: make it first.
+    std::fs::create_dir_all(&paths.log_dir).map_err(|e| unwritable(&e))?;
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix(LOG_FILE_PREFIX)
         .filename_suffix(LOG_FILE_SUFFIX)
         .max_log_files(LOG_FILES_KEPT)
         .build(&paths.log_dir)
-        .map_err(|e| {
-            format!(
-                "{}: {e}; make it writable, or set {} to a writable directory",
-                paths.log_dir.display(),
-                calldock_journal::DATA_DIR_ENV
-            )
-        })?;
+        .map_err(|e| unwritable(&e))?;
     Ok(tracing_appender::non_blocking(appender))
 }

@@ -262,3 +262,22 @@ fn echo_test_returns_the_callers_speech() {
     println!("echo: ncc {ncc:.3}, mouth-to-ear {delay:.0} ms through the echo bot (WAV devices)");
     assert!(ncc >= 0.8, "ncc {ncc}");
 }
+
+/// The first start on a machine makes the log directory and writes the day's log there, with
+/// nothing about it on standard error.
+#[test]
+fn a_first_start_makes_its_log_directory_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-used");
+    let out = calldock()
+        .env("CALLDOCK_DATA_DIR", &data)
+        .env("CALLDOCK_FILE_LOG", "info")
+        .args(["doctor", "--only", "codec", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Error reading the log directory"), "{stderr}");
+    assert!(!stderr.contains("no log file is written"), "{stderr}");
+    let logs: Vec<_> = std::fs::read_dir(data.join("logs")).expect("the log directory exists").flatten().collect();
+    assert_eq!(logs.len(), 1, "one log file for the day: {logs:?}");
+}
