@@ -1,7 +1,8 @@
 //! The real app, end to end, driven the way a person uses it: the `calldock` window under Xvfb,
 //! through tauri-driver and WebKitGTK's WebDriver. First run on the built-in server, the echo
 //! test call with a WAV file as the microphone, the timer and the quality badge, hang up, the
-//! summary, and the call in recent calls. The echoed speech is checked in the speaker WAV.
+//! summary, and the call in recent calls; the echoed speech is checked in the speaker WAV. And
+//! a call ringing in: the dialog, the ringtone on a PulseAudio null sink, accept, silence.
 //!
 //! Screenshots of each screen go to `$CARGO_TARGET_TMPDIR/desktop-e2e/` (the key ones are
 //! copied into docs/screenshots/ by hand when the UI changes).
@@ -82,6 +83,16 @@ async fn wait_text(client: &Client, css: &str, what: &str, accept: impl Fn(&str)
     fail(client, &format!("{what}: {css} still reads {last:?} after {STEP_WAIT:?}")).await
 }
 
+/// Nothing went wrong behind the screen: no error banner (an IPC call the UI did not expect to
+/// fail, a command the capabilities refuse).
+async fn assert_no_error_banner(client: &Client, when: &str) {
+    let body = client.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(
+        !body.contains("Something went wrong") && !body.contains("Something did not work"),
+        "an error banner {when}: {body}"
+    );
+}
+
 /// `m:ss` as seconds.
 fn timer_seconds(text: &str) -> Option<u32> {
     let (m, s) = text.trim().split_once(':')?;
@@ -131,6 +142,7 @@ async fn the_real_app_makes_an_echo_test_call_and_lists_it_in_recent_calls() {
     let recents = wait_css(&client, "ul[aria-label='Recent calls']").await;
     assert!(recents.find_all(Locator::Css("li")).await.unwrap().is_empty(), "a first run has no calls yet");
     desktop::screenshot(&client, &shots.join("home.png")).await;
+    assert_no_error_banner(&client, "after the first run").await;
 
     // Settings: audio processing off. The microphone is a WAV file and the echo bot plays it
     // back 50 ms later, which echo cancellation would rightly take for an echo of the speaker.
@@ -211,4 +223,92 @@ async fn the_real_app_makes_an_echo_test_call_and_lists_it_in_recent_calls() {
     let (delay, ncc) = calldock_media::analysis::delay_ms(&said, &heard, 48_000, 2000).expect("audio to compare");
     println!("echo through the window's call: ncc {ncc:.3}, mouth-to-ear {delay:.0} ms");
     assert!(ncc >= 0.8, "the echoed speech matches what the microphone said: ncc {ncc}");
+}
+
+/// A call ringing in to the window: the incoming dialog with its countdown, the ringtone on the
+/// ringer device (a PulseAudio null sink, recorded from its monitor by parec), accept with
+/// audio from the dialog, and the ringing stops as the call connects. The caller is a headless
+/// `calldock call` against the window's built-in server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_call_rings_in_the_window_until_it_is_accepted() {
+    let pulse = support::pulse::VirtualPulse::start(&["ring"]);
+    let home = tempfile::tempdir().unwrap();
+    let (mic, _) = support::speak(home.path(), "mic.wav", "Hello from the window.");
+    // A returning user: signed up on the built-in server, ringing on the null sink.
+    let config = home.path().join("config/dev.calldock.desktop");
+    std::fs::create_dir_all(&config).unwrap();
+    let settings = serde_json::json!({
+        "server": { "kind": "built_in" },
+        "user_id": "sam",
+        "display_name": "Sam Tester",
+        "ringer": { "device": "pulseaudio:ring", "volume": 0.8 },
+    });
+    std::fs::write(config.join("settings.json"), settings.to_string()).unwrap();
+    let display = desktop::xvfb();
+    let bus = desktop::session_bus();
+    let driver = TauriDriver::start(|command| {
+        desktop::window_env(command, &display, &bus, home.path());
+        pulse.apply(command);
+        command.env("CALLDOCK_VIRTUAL_MIC", &mic).env("CALLDOCK_VIRTUAL_SPEAKER", "null");
+    });
+    let client = tokio::time::timeout(
+        START_WAIT,
+        desktop::webdriver_session(&driver.url, desktop::tauri_capabilities(Path::new(env!("CARGO_BIN_EXE_calldock")))),
+    )
+    .await
+    .expect("the app's window is up within a minute");
+    wait_text(&client, "header.topbar", "signed in", |t| t.contains("Online as Sam Tester")).await;
+    // The built-in server's address, from the shell itself (the UI shows it in Settings).
+    let server = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             window.__TAURI_INTERNALS__.invoke('get_app_state').then((s) => done(s.built_in_server_url), (e) => done(null));",
+            vec![],
+        )
+        .await
+        .expect("the page runs a script");
+    let server = server.as_str().expect("the built-in server runs").to_owned();
+
+    let recording = pulse.record("ring", &home.path().join("ring.raw"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut caller = support::calldock();
+    caller.args(["call", "sam", "--server", &server, "--user", "bob", "--mic", "silence", "--speaker", "null"]);
+    caller.args(["--bind", "127.0.0.1:0", "--duration", "3"]).stdout(std::process::Stdio::null());
+    let mut caller = support::Running(caller.spawn().unwrap());
+
+    let dialog = wait_css(&client, "[role=alertdialog]").await;
+    let rang_at = Instant::now();
+    let text = dialog.text().await.unwrap();
+    assert!(text.contains("bob"), "the dialog names the caller: {text:?}");
+    let countdown =
+        wait_text(&client, "[role=alertdialog] [role=timer]", "the countdown", |t| t.ends_with("s left to answer"))
+            .await;
+    println!("incoming: {countdown}");
+    desktop::screenshot(&client, &screenshots_dir().join("incoming.png")).await;
+    assert_no_error_banner(&client, "while a call rings in").await;
+    // Let it ring two seconds, then answer from the dialog.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_xpath(
+        &client,
+        "//button[starts-with(@aria-label, 'Accept call from') and contains(@aria-label, 'with audio')]",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_text(&client, ".dock-state", "the answered call connects", |t| t.contains("Connected")).await;
+    let connected_at = Instant::now();
+    assert_eq!(caller.wait(Duration::from_secs(20)), 0, "the caller held the call for its duration");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rang = recording.stop();
+    let _ = client.close().await;
+    drop(driver);
+
+    let at = |instant: Instant| instant.saturating_duration_since(rang.start).as_secs_f64();
+    let ringing = support::pulse::level_between(&rang.samples, at(rang_at) + 0.3, at(rang_at) + 1.8);
+    let after =
+        support::pulse::level_between(&rang.samples, at(connected_at) + 0.5, rang.samples.len() as f64 / 48_000.0);
+    println!("ringer sink: {ringing:.1} dBFS while the call rang, {after:.1} dBFS once it was answered");
+    assert!(ringing > -40.0, "the ringtone plays while the call rings: {ringing:.1} dBFS");
+    assert!(after < -70.0, "the ringing stops once the call is answered: {after:.1} dBFS");
 }

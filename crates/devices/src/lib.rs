@@ -14,6 +14,7 @@
 
 pub mod camera;
 mod holders;
+mod pulse_cookie;
 mod ringer;
 mod stream;
 mod watch;
@@ -119,7 +120,7 @@ impl DeviceError {
 
 /// Every device of this platform's default audio host, inputs first.
 pub fn list() -> Result<Vec<AudioDevice>, DeviceError> {
-    let host = cpal::default_host();
+    let host = default_host();
     let host_name = host.id().to_string();
     let default_in = host.default_input_device().and_then(|d| d.id().ok());
     let default_out = host.default_output_device().and_then(|d| d.id().ok());
@@ -164,7 +165,7 @@ pub fn list() -> Result<Vec<AudioDevice>, DeviceError> {
 /// `coreaudio`, …). On Linux it is `pulseaudio` exactly when a PulseAudio (or PipeWire-Pulse)
 /// server's socket is there, else ALSA: the support bundle reports it.
 pub fn default_host_name() -> String {
-    cpal::default_host().id().to_string()
+    default_host().id().to_string()
 }
 
 fn describe(
@@ -190,10 +191,16 @@ fn describe(
     }
 }
 
+/// cpal's default host, once the PulseAudio client has a cookie to send (`pulse_cookie`).
+fn default_host() -> cpal::Host {
+    pulse_cookie::ensure();
+    cpal::default_host()
+}
+
 /// The ids of the devices present now for one direction, and which is the default: a light
 /// enumeration (no configurations) for noticing unplugs, replugs and default changes.
 pub fn present(direction: Direction) -> Result<Present, DeviceError> {
-    let host = cpal::default_host();
+    let host = default_host();
     let default = match direction {
         Direction::Input => host.default_input_device(),
         Direction::Output => host.default_output_device(),
@@ -220,7 +227,7 @@ pub struct Present {
 pub(crate) fn find(direction: Direction, choice: &DeviceChoice) -> Result<(cpal::Device, String), DeviceError> {
     match choice {
         DeviceChoice::Default => {
-            let host = cpal::default_host();
+            let host = default_host();
             let device = match direction {
                 Direction::Input => host.default_input_device(),
                 Direction::Output => host.default_output_device(),
@@ -232,6 +239,7 @@ pub(crate) fn find(direction: Direction, choice: &DeviceChoice) -> Result<(cpal:
         DeviceChoice::Id(text) => {
             let not_found = || DeviceError::NotFound { direction, id: text.clone() };
             let id = cpal::DeviceId::from_str(text).map_err(|_| not_found())?;
+            pulse_cookie::ensure();
             let host = cpal::host_from_id(id.host()).map_err(|e| DeviceError::Open {
                 direction,
                 id: text.clone(),
