@@ -335,13 +335,11 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
             s.mos,
             s.quality
         ),
-        json!({
-            "event": "stats", "rtt_ms": s.rtt_ms, "jitter_ms": s.jitter_ms, "loss_percent": s.loss_percent,
-            "send_kbps": s.send_kbps, "receive_kbps": s.receive_kbps, "codec": s.codec,
-            "local_candidate": s.local_candidate, "remote_candidate": s.remote_candidate,
-            "audio_level_dbfs": s.audio_level_dbfs, "jitter_buffer_delay_ms": s.jitter_buffer_delay_ms,
-            "concealed_samples": s.concealed_samples, "mos": s.mos, "quality": s.quality.as_str(),
-        }),
+        {
+            let mut line = serde_json::to_value(s).unwrap_or_default();
+            line["event"] = "stats".into();
+            line
+        },
     );
 }
 

@@ -48,6 +48,11 @@ impl Sounds {
         Some(AlertSounds::start(outputs, self.ringtone.clone(), self.report))
     }
 
+    /// The built-in ringtone, for playing apart from calls (the settings screen's test).
+    pub fn ringtone(&self) -> &Ringtone {
+        &self.ringtone
+    }
+
     /// Plays on other devices from now on; which calls ring and which are connected is kept.
     /// Returns the old player: dropping it stops its ringtone and waits for its last cue (up
     /// to a second), so drop it where waiting does not matter.

@@ -9,10 +9,10 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use calldock_devices::{DeviceChoice, DeviceError, Ringer, Ringtone};
+use calldock_devices::{DeviceChoice, DeviceError, Ringer};
 use calldock_engine::call::CallEvent;
 
-use crate::sounds::{Outputs, RINGTONE, Sounds};
+use crate::sounds::{Outputs, Sounds};
 
 /// The longest a ringer test plays.
 pub const TEST_LENGTH: Duration = Duration::from_secs(3);
@@ -20,7 +20,6 @@ pub const TEST_LENGTH: Duration = Duration::from_secs(3);
 /// The window's alerts.
 pub struct Ringing {
     sounds: Option<Mutex<Sounds>>,
-    tone: Option<Ringtone>,
 }
 
 fn report(problem: String) {
@@ -33,8 +32,7 @@ impl Ringing {
             .map_err(|e| tracing::error!(error = %e, "the built-in ringtone is unusable; calls ring silently"))
             .ok()
             .map(Mutex::new);
-        let tone = Ringtone::from_wav_bytes("assets/ringtone.wav", RINGTONE).ok();
-        Self { sounds, tone }
+        Self { sounds }
     }
 
     fn sounds(&self) -> Option<MutexGuard<'_, Sounds>> {
@@ -79,8 +77,8 @@ impl Ringing {
     /// Plays the ringtone once on `device` (at most [`TEST_LENGTH`]), apart from the call
     /// ringer, and reports why it cannot. Blocks for as long as it plays.
     pub fn test(&self, device: &DeviceChoice, volume: f32) -> Result<(), DeviceError> {
-        let Some(tone) = &self.tone else { return Ok(()) };
-        let ringer = Ringer::start(device, tone, volume)?;
+        let Some(tone) = self.sounds().map(|s| s.ringtone().clone()) else { return Ok(()) };
+        let ringer = Ringer::start(device, &tone, volume)?;
         std::thread::sleep(tone.duration().min(TEST_LENGTH));
         ringer.stop();
         Ok(())

@@ -33,7 +33,7 @@ use super::keychain::{Keychain, KeychainError, KeychainStatus};
 use super::mic_meter::{MicLevel, MicMeter};
 use super::ringing::Ringing;
 use super::settings::{self, ConfigDir, ServerSetting, Settings};
-use super::transport::{CallEventJson, CallStatsJson, CallViewJson, IpcError, RecentCallJson, SignalingJson};
+use super::transport::{CallEventJson, CallViewJson, IpcError, RecentCallJson, SignalingJson};
 
 /// Where the shell's events and OS notices go: the UI's windows and the desktop (tray,
 /// notifications) in the app, a recorder in tests.
@@ -524,10 +524,7 @@ impl Shell {
                     self.outbox.emit("token-refreshed", json!({ "expires_at": expires_at }));
                 }
                 EngineEvent::Stats { call_id, stats } => {
-                    self.outbox.emit(
-                        "call-stats",
-                        json!({ "call_id": call_id.as_str(), "stats": CallStatsJson::from(&stats) }),
-                    );
+                    self.outbox.emit("call-stats", json!({ "call_id": call_id.as_str(), "stats": stats }));
                 }
                 EngineEvent::Presence { user, status } => {
                     let presence = contacts::Presence::from(status);
@@ -714,13 +711,7 @@ impl Shell {
     }
 
     pub async fn set_microphone(&self, device: String) -> Result<(), IpcError> {
-        settings::parse_device("device", &device)?;
-        let (engine, settings) = {
-            let mut s = self.state();
-            s.settings.microphone = device;
-            (s.engine.clone(), s.settings.clone())
-        };
-        self.keep_settings(&settings);
+        let (engine, settings) = self.choose_device(device, |s| &mut s.microphone)?;
         if let Some(engine) = engine {
             engine.set_microphone(self.microphone(&settings)).await?;
         }
@@ -728,18 +719,29 @@ impl Shell {
     }
 
     pub async fn set_speaker(&self, device: String) -> Result<(), IpcError> {
-        settings::parse_device("device", &device)?;
-        let (engine, settings) = {
-            let mut s = self.state();
-            s.settings.speaker = device;
-            (s.engine.clone(), s.settings.clone())
-        };
-        self.keep_settings(&settings);
+        let (engine, settings) = self.choose_device(device, |s| &mut s.speaker)?;
         self.ringing.set_outputs(&alert_outputs(&settings, &self.virtual_devices));
         if let Some(engine) = engine {
             engine.set_speaker(self.speaker(&settings)).await?;
         }
         Ok(())
+    }
+
+    /// Puts a device choice into the settings (`field` says which) and keeps them: the engine
+    /// to switch, if signed in, and the settings as they are now.
+    fn choose_device(
+        &self,
+        device: String,
+        field: impl FnOnce(&mut Settings) -> &mut String,
+    ) -> Result<(Option<Engine>, Settings), IpcError> {
+        settings::parse_device("device", &device)?;
+        let (engine, settings) = {
+            let mut s = self.state();
+            *field(&mut s.settings) = device;
+            (s.engine.clone(), s.settings.clone())
+        };
+        self.keep_settings(&settings);
+        Ok((engine, settings))
     }
 
     /// Saves a device switch; the switch itself worked, so a disk problem is only logged.

@@ -6,7 +6,6 @@
 //! `Media`, `UnixMillis`) are passed through untouched.
 
 use calldock_engine::call::{CallEvent, CallState, CallView, Direction as CallDirection, EndReason};
-use calldock_engine::media::CallStats;
 use calldock_engine::{EngineError, SignalingState};
 use calldock_protocol::{HistoryEntry, Media, UnixMillis};
 use serde::Serialize;
@@ -221,44 +220,6 @@ impl CallEventJson {
                 by_name: by_name.clone(),
             },
         })
-    }
-}
-
-/// `calldock_engine::media::CallStats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CallStatsJson {
-    pub rtt_ms: Option<f64>,
-    pub jitter_ms: f64,
-    pub loss_percent: f64,
-    pub send_kbps: f64,
-    pub receive_kbps: f64,
-    pub codec: Option<String>,
-    pub local_candidate: Option<String>,
-    pub remote_candidate: Option<String>,
-    pub audio_level_dbfs: f64,
-    pub jitter_buffer_delay_ms: u32,
-    pub concealed_samples: u64,
-    pub mos: f64,
-    pub quality: &'static str,
-}
-
-impl From<&CallStats> for CallStatsJson {
-    fn from(s: &CallStats) -> Self {
-        Self {
-            rtt_ms: s.rtt_ms,
-            jitter_ms: s.jitter_ms,
-            loss_percent: s.loss_percent,
-            send_kbps: s.send_kbps,
-            receive_kbps: s.receive_kbps,
-            codec: s.codec.clone(),
-            local_candidate: s.local_candidate.clone(),
-            remote_candidate: s.remote_candidate.clone(),
-            audio_level_dbfs: s.audio_level_dbfs,
-            jitter_buffer_delay_ms: s.jitter_buffer_delay_ms,
-            concealed_samples: s.concealed_samples,
-            mos: s.mos,
-            quality: s.quality.as_str(),
-        }
     }
 }
 

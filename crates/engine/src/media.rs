@@ -54,8 +54,9 @@ pub enum ToMedia {
     Stop,
 }
 
-/// One second of a call's media, SPEC §5.
-#[derive(Debug, Clone, PartialEq)]
+/// One second of a call's media, SPEC §5. Serialized as the CLI's `stats` lines and the
+/// desktop UI's `call-stats` event carry it (docs/desktop-ipc.md).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CallStats {
     pub rtt_ms: Option<f64>,
     pub jitter_ms: f64,
@@ -72,7 +73,15 @@ pub struct CallStats {
     pub jitter_buffer_delay_ms: u32,
     pub concealed_samples: u64,
     pub mos: f64,
+    #[serde(serialize_with = "quality_name")]
     pub quality: calldock_media::quality::QualityLabel,
+}
+
+fn quality_name<S: serde::Serializer>(
+    label: &calldock_media::quality::QualityLabel,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(label.as_str())
 }
 
 /// From a session to the driver.
