@@ -144,6 +144,20 @@ async fn the_real_app_makes_an_echo_test_call_and_lists_it_in_recent_calls() {
     desktop::screenshot(&client, &shots.join("home.png")).await;
     assert_no_error_banner(&client, "after the first run").await;
 
+    // The page renders on the CPU (src-tauri/app/web_view.rs): WebKit's web process holds about
+    // 100 MiB here; with WebKit's defaults it composited through Mesa's software GL at 185 MiB.
+    let web = driver
+        .app_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() == "WebKitWebProces"
+        })
+        .map(desktop::pss_kib)
+        .max()
+        .expect("WebKit's web process runs");
+    println!("web process PSS: {} MiB", web / 1024);
+    assert!(web < 150 * 1024, "the web process holds {} MiB: is it compositing with GL again?", web / 1024);
+
     // Settings: audio processing off. The microphone is a WAV file and the echo bot plays it
     // back 50 ms later, which echo cancellation would rightly take for an echo of the speaker.
     wait_xpath(&client, &button_with_text("Settings")).await.click().await.unwrap();

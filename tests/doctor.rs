@@ -33,14 +33,14 @@ fn espeak(dir: &Path) -> PathBuf {
     path
 }
 
-/// The same speech at 48 kHz, as samples, for making louder and quieter versions.
+/// The same speech at 48 kHz, as samples, for making louder and quieter versions (resampled by
+/// calldock-audio's resampler, as a microphone at espeak-ng's 22.05 kHz would be).
 fn speech_48k(dir: &Path) -> Vec<f32> {
-    let path = dir.join("speech-48k.wav");
-    let status = Command::new("sox").arg(espeak(dir)).args(["-r", "48000"]).arg(&path).status().expect("sox runs");
-    assert!(status.success());
-    let (samples, rate) = read_mono(&path).unwrap();
-    assert_eq!(rate, RATE);
-    samples
+    let (samples, rate) = read_mono(&espeak(dir)).expect("espeak-ng wrote a WAV");
+    let mut resampler = calldock_audio::resample::Resampler::new(rate).expect("a supported rate");
+    let mut speech = Vec::with_capacity(samples.len() * RATE as usize / rate as usize + 480);
+    resampler.push(&samples, |f| speech.extend_from_slice(f)).expect("resampling works");
+    speech
 }
 
 fn write_wav(dir: &Path, name: &str, samples: &[f32]) -> PathBuf {

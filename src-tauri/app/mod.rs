@@ -22,6 +22,7 @@ mod ringing;
 mod settings;
 mod shell;
 mod transport;
+mod web_view;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -117,7 +118,8 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         .find(|w| w.label == os::MAIN_WINDOW)
         .cloned()
         .ok_or("tauri.conf.json has no main window")?;
-    tauri::WebviewWindowBuilder::from_config(&handle, &window)?.build()?;
+    let main_window = tauri::WebviewWindowBuilder::from_config(&handle, &window)?.build()?;
+    web_view::configure(&main_window);
 
     os::add_tray(&handle, &desktop, shell.clone());
     match handle.plugin(os::global_shortcuts(shell.clone())) {
