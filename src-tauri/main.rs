@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     // hand-off to the running one), not a command clap knows.
     let launched_by_link = app::deep_link::is_launch_link(&std::env::args_os().collect::<Vec<_>>());
     let args = if launched_by_link { cli::Args { command: None } } else { cli::Args::parse() };
+    if args.command.is_none() {
+        app::prepare_environment();
+    }
     // Standard error as before, and the log file the support bundle packs, for the window and the
     // commands alike.
     let _log_file = logging::init();

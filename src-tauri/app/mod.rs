@@ -34,6 +34,7 @@ use tauri_plugin_deep_link::DeepLinkExt;
 use self::keychain::Keychain;
 use self::settings::ConfigDir;
 use self::shell::{Shell, VirtualDevices};
+pub use self::web_view::prepare_environment;
 
 /// How long the app may take to hang up, sign out and stop its server at exit.
 const EXIT_WAIT: Duration = Duration::from_secs(5);

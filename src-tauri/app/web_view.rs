@@ -12,6 +12,19 @@
 //! benchmark set `WEBKIT_DISABLE_COMPOSITING_MODE` for the app, so they measured a setup a user
 //! would not have had.) macOS and Windows keep their system web view's defaults.
 
+/// Before anything starts a thread or GTK: WebKitGTK reads its compositing switch from the
+/// environment only. With hardware acceleration off, WebKit still composites the page in
+/// tiles on the CPU; without compositing it paints one backing store, about 10 MiB less in the
+/// web process during a call (docs/benchmarks.md). A value the user set is kept.
+pub fn prepare_environment() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+        // SAFETY: called from `main` before any thread exists, so nothing reads the environment
+        // while it changes.
+        unsafe { std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1") };
+    }
+}
+
 /// Applies the settings to the main window's web view (before its page loads, so the web
 /// process starts with them).
 pub fn configure(window: &tauri::WebviewWindow) {
