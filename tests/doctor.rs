@@ -6,41 +6,26 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use calldock_audio::wav::{WavSpeaker, read_mono};
+use calldock_audio::wav::WavSpeaker;
 use serde_json::Value;
 use support::calldock;
 use support::pulse::VirtualPulse;
 
 const RATE: u32 = 48_000;
 
-/// About 12 s of English from espeak-ng (22,050 Hz), long enough to keep talking while a
-/// PulseAudio recording stream takes its first seconds to start.
-fn espeak(dir: &Path) -> PathBuf {
-    let path = dir.join("speech-22k.wav");
-    let status = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&path)
-        .arg(
-            "Hello, this is a microphone test before a call. The quick brown fox jumps over the lazy dog. \
-             Please keep talking while the doctor listens, so it can measure the level of your voice.",
-        )
-        .status()
-        .expect("espeak-ng is installed (scripts/test installs it)");
-    assert!(status.success());
-    path
-}
-
-/// The same speech at 48 kHz, as samples, for making louder and quieter versions (resampled by
-/// calldock-audio's resampler, as a microphone at espeak-ng's 22.05 kHz would be).
-fn speech_48k(dir: &Path) -> Vec<f32> {
-    let (samples, rate) = read_mono(&espeak(dir)).expect("espeak-ng wrote a WAV");
-    let mut resampler = calldock_audio::resample::Resampler::new(rate).expect("a supported rate");
-    let mut speech = Vec::with_capacity(samples.len() * RATE as usize / rate as usize + 480);
-    resampler.push(&samples, |f| speech.extend_from_slice(f)).expect("resampling works");
-    speech
+/// About 12 s of English from espeak-ng: the WAV it wrote (22,050 Hz), and the same at 48 kHz
+/// for making louder and quieter versions. Long enough to keep talking while a PulseAudio
+/// recording stream takes its first seconds to start.
+fn speech(dir: &Path) -> (PathBuf, Vec<f32>) {
+    support::speak(
+        dir,
+        "speech-22k.wav",
+        "Hello, this is a microphone test before a call. The quick brown fox jumps over the lazy dog. \
+         Please keep talking while the doctor listens, so it can measure the level of your voice.",
+    )
 }
 
 fn write_wav(dir: &Path, name: &str, samples: &[f32]) -> PathBuf {
@@ -92,7 +77,7 @@ fn expected_exit(mic_verdict: &str, report: &Value) -> i32 {
 fn speech_passes() {
     let dir = tempfile::tempdir().unwrap();
     // espeak's own 22,050 Hz file: the check takes any rate.
-    let wav = espeak(dir.path());
+    let (wav, _) = speech(dir.path());
     let (report, code) = doctor(wav.to_str().unwrap(), None);
     let mic = check(&report, "mic");
     assert_eq!(mic["verdict"], "pass", "{report:#}");
@@ -122,7 +107,7 @@ fn a_silent_microphone_fails_with_a_remedy() {
 #[test]
 fn a_clipping_microphone_warns() {
     let dir = tempfile::tempdir().unwrap();
-    let clipped: Vec<f32> = speech_48k(dir.path()).iter().map(|s| (s * 6.0).clamp(-1.0, 1.0)).collect();
+    let clipped: Vec<f32> = speech(dir.path()).1.iter().map(|s| (s * 6.0).clamp(-1.0, 1.0)).collect();
     let wav = write_wav(dir.path(), "clipped.wav", &clipped);
     let (report, code) = doctor(wav.to_str().unwrap(), None);
     let mic = check(&report, "mic");
@@ -136,7 +121,7 @@ fn a_clipping_microphone_warns() {
 #[test]
 fn speech_at_minus_62_dbfs_is_too_quiet() {
     let dir = tempfile::tempdir().unwrap();
-    let speech = speech_48k(dir.path());
+    let speech = speech(dir.path()).1;
     let level = calldock_doctor::microphone::analyse(&speech, RATE).level_dbfs;
     let gain = 10f32.powf(((-62.0 - level) / 20.0) as f32);
     let quiet: Vec<f32> = speech.iter().map(|s| s * gain).collect();
@@ -202,7 +187,7 @@ fn without_a_sound_system_the_microphone_fails_with_a_remedy() {
 #[test]
 fn a_real_device_hears_speech_and_a_missing_one_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let speech = write_wav(dir.path(), "speech.wav", &speech_48k(dir.path()));
+    let speech = write_wav(dir.path(), "speech.wav", &speech(dir.path()).1);
     let pulse = VirtualPulse::start(&["vmic"]);
 
     let mut player = pulse.play("vmic", &speech);

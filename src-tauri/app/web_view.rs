@@ -25,8 +25,8 @@ pub fn prepare_environment() {
     }
 }
 
-/// Applies the settings to the main window's web view (before its page loads, so the web
-/// process starts with them).
+/// Applies the settings to the main window's web view, just after it is built (WebKit applies
+/// them to the page it is loading; the real-window test checks the result).
 pub fn configure(window: &tauri::WebviewWindow) {
     #[cfg(target_os = "linux")]
     if let Err(e) = window.with_webview(|view| linux::configure(&view.inner())) {
