@@ -12,16 +12,27 @@
 //! benchmark set `WEBKIT_DISABLE_COMPOSITING_MODE` for the app, so they measured a setup a user
 //! would not have had.) macOS and Windows keep their system web view's defaults.
 
-/// Before anything starts a thread or GTK: WebKitGTK reads its compositing switch from the
-/// environment only. With hardware acceleration off, WebKit still composites the page in
-/// tiles on the CPU; without compositing it paints one backing store, about 10 MiB less in the
-/// web process during a call (docs/benchmarks.md). A value the user set is kept.
+/// Before anything starts a thread or GTK: WebKitGTK reads these switches from the environment
+/// only, and its web process inherits them. A value the user set is kept.
+///
+/// - `WEBKIT_DISABLE_COMPOSITING_MODE=1`: with hardware acceleration off, WebKit still
+///   composites the page in tiles on the CPU; without compositing it paints one backing store,
+///   about 10 MiB less in the web process during a call.
+/// - `JSC_useJIT=0`: JavaScriptCore runs the page's script in its interpreter. The call dock's
+///   script is small and mostly waits for events; the JIT's code and its 1 GiB writable and
+///   executable region cost about 10 MiB in the web process (the desktop benchmark, start to
+///   interactive unchanged), and a page with no JIT has no memory that is both writable and
+///   executable, which the real-window test checks.
+///
+/// Figures in docs/benchmarks.md.
 pub fn prepare_environment() {
     #[cfg(target_os = "linux")]
-    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
-        // SAFETY: called from `main` before any thread exists, so nothing reads the environment
-        // while it changes.
-        unsafe { std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1") };
+    for (name, value) in [("WEBKIT_DISABLE_COMPOSITING_MODE", "1"), ("JSC_useJIT", "0")] {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called from `main` before any thread exists, so nothing reads the
+            // environment while it changes.
+            unsafe { std::env::set_var(name, value) };
+        }
     }
 }
 

@@ -115,9 +115,11 @@ pub fn window_env(command: &mut Command, display: &Display, bus: &SessionBus, ho
         .env("XDG_CACHE_HOME", home.join("cache"))
         .env("XDG_RUNTIME_DIR", home.join("runtime"))
         .env_remove("CALLDOCK_DATA_DIR")
-        // Nothing about GL: the app sets up its web view itself (src-tauri/app/web_view.rs), so
-        // the tests and the benchmark run it as a user's machine without a GPU would.
+        // Nothing about GL or JavaScriptCore: the app sets up its web view itself
+        // (src-tauri/app/web_view.rs), so the tests and the benchmark run it as a user's machine
+        // without a GPU would.
         .env_remove("WEBKIT_DISABLE_COMPOSITING_MODE")
+        .env_remove("JSC_useJIT")
         .env_remove("LIBGL_ALWAYS_SOFTWARE")
         .env("CALLDOCK_LOG", "warn");
 }
