@@ -323,7 +323,7 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
         json_mode,
         format!(
             "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} %, send {:.0} kb/s, receive {:.0} kb/s, {}, {path}, \
-             level {:.0} dBFS, jitter buffer {} ms, concealed {}, MOS {:.2} ({})",
+             level {:.0} dBFS, jitter buffer {} ms, concealed {}, FEC for {} % loss, MOS {:.2} ({})",
             s.jitter_ms,
             s.loss_percent,
             s.send_kbps,
@@ -332,6 +332,7 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
             s.audio_level_dbfs,
             s.jitter_buffer_delay_ms,
             s.concealed_samples,
+            s.fec_percent,
             s.mos,
             s.quality
         ),

@@ -276,6 +276,8 @@ struct Received {
     seconds: usize,
     /// Envelope ncc of 2 s stretches of speech ([`stretches_ncc`]).
     stretches: Vec<f64>,
+    /// Each second's `fec_percent`: the loss this side's sent audio was protected against.
+    fec: Vec<i64>,
 }
 
 /// One 12 s call through the relay: clean, or dropping `loss` of the datagrams each way at
@@ -302,13 +304,14 @@ fn relayed_call(network: &Network, dir: &Path, tag: &str, loss: f64) -> [Receive
         let heard = heard(ear);
         let stretches = stretches_ncc(said, &heard, 0, said.len());
         let whole = find_in(said, &heard, 0).map_or(f64::NAN, |(_, ncc)| ncc);
+        let fec: Vec<i64> = stats(lines).iter().map(|s| s["fec_percent"].as_i64().unwrap_or(-1)).collect();
         println!(
             "{tag}: {who} received: loss {loss_percent:.2} %, MOS {mos:.2} (mean of {seconds} s); speech ncc by 2 s \
-             stretch {:?} (median {:.3}), whole call at one alignment {whole:.3}",
+             stretch {:?} (median {:.3}), whole call at one alignment {whole:.3}; sent FEC for {fec:?} % loss",
             stretches.iter().map(|n| format!("{n:.2}")).collect::<Vec<_>>(),
             median(&stretches),
         );
-        received.push(Received { loss_percent, mos, seconds, stretches });
+        received.push(Received { loss_percent, mos, seconds, stretches, fec });
     }
     println!(
         "{tag}: the relay dropped {} of {} datagrams towards coturn and {} of {} towards the clients",
@@ -379,6 +382,12 @@ fn a_relayed_call_holds_through_5_percent_packet_loss() {
         assert!(lossy.mos < clean.mos - 0.1, "{side}: MOS {:.2} with loss, {:.2} without", lossy.mos, clean.mos);
         assert!(clean_ncc >= 0.8, "{side}: clean speech, median stretch ncc {clean_ncc:.3}");
         assert!(ncc >= 0.8, "{side}: speech through 5 % loss, median stretch ncc {ncc:.3}");
+        // FEC follows what the other side reports losing: none on a clean network, on within
+        // seconds of the loss and still on when the call ends.
+        assert!(clean.fec.iter().all(|&p| p == 0), "{side}: no FEC without loss: {:?}", clean.fec);
+        let on = lossy.fec.iter().position(|&p| p >= 1);
+        assert!(on.is_some_and(|second| second <= 5), "{side}: FEC on within 5 s of 5 % loss: {:?}", lossy.fec);
+        assert!(lossy.fec.last().is_some_and(|&p| p >= 1), "{side}: FEC on at the end: {:?}", lossy.fec);
     }
 }
 

@@ -105,6 +105,8 @@ export interface CallStats {
   audio_level_dbfs: number;
   jitter_buffer_delay_ms: number;
   concealed_samples: number;
+  /** The loss the sent audio's in-band FEC protects against, percent; 0 when there is none. */
+  fec_percent: number;
   mos: number;
   quality: QualityLabel;
 }

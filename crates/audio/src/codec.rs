@@ -8,7 +8,8 @@ pub struct OpusSettings {
     pub bitrate_bps: i32,
     /// In-band forward error correction: each packet carries a coarse copy of the previous one.
     pub fec: bool,
-    /// The loss the encoder plans FEC for; FEC is only emitted when this is above zero.
+    /// The loss the encoder plans FEC for; FEC is only emitted when this is above zero. A call
+    /// starts at zero and follows what the other side reports (calldock_media::fec::FecPlan).
     pub expected_loss_percent: i32,
     /// Discontinuous transmission: near-silent frames shrink to a byte or two.
     pub dtx: bool,
@@ -18,7 +19,7 @@ pub struct OpusSettings {
 
 impl Default for OpusSettings {
     fn default() -> Self {
-        Self { bitrate_bps: 24_000, fec: true, expected_loss_percent: 10, dtx: true, complexity: 9 }
+        Self { bitrate_bps: 24_000, fec: true, expected_loss_percent: 0, dtx: true, complexity: 9 }
     }
 }
 
@@ -107,6 +108,53 @@ mod tests {
         let (delay, ncc) = calldock_media::analysis::delay_ms(&input, &output, SAMPLE_RATE, 100).unwrap();
         assert!(ncc > 0.95, "ncc {ncc}");
         assert!(delay < 15.0, "codec delay {delay} ms");
+    }
+
+    /// Encodes `input` told of `expected_loss_percent`, loses every tenth packet, and returns how
+    /// closely the frames rebuilt from the next packet match what the lost packets carried
+    /// (signal-to-error ratio in dB over the lost frames that held speech).
+    fn rebuilt_frames_match(input: &[f32], expected_loss_percent: i32) -> f64 {
+        let settings = OpusSettings { expected_loss_percent, ..OpusSettings::default() };
+        let mut enc = OpusEncoder::new(settings).unwrap();
+        let mut packet = [0u8; MAX_PACKET];
+        let packets: Vec<Vec<u8>> = input
+            .chunks_exact(FRAME_20MS)
+            .map(|chunk| {
+                let n = enc.encode(chunk.try_into().unwrap(), &mut packet).unwrap();
+                packet[..n].to_vec()
+            })
+            .collect();
+        let (mut clean, mut lossy) = (OpusDecoder::new().unwrap(), OpusDecoder::new().unwrap());
+        let (mut sent, mut rebuilt) = ([0f32; FRAME_20MS], [0f32; FRAME_20MS]);
+        let (mut signal, mut error, mut frames) = (0f64, 0f64, 0usize);
+        for (i, p) in packets.iter().enumerate() {
+            clean.decode(p, &mut sent).unwrap();
+            match packets.get(i + 1) {
+                Some(next) if i % 10 == 5 => {
+                    lossy.conceal(Some(next), &mut rebuilt).unwrap();
+                    if calldock_media::level::rms_dbfs(&sent) > -30.0 {
+                        frames += 1;
+                        signal += sent.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+                        error += sent.iter().zip(&rebuilt).map(|(&x, &y)| f64::from(x - y).powi(2)).sum::<f64>();
+                    }
+                }
+                _ => lossy.decode(p, &mut rebuilt).map(|_| ()).unwrap(),
+            }
+        }
+        assert!(frames >= 10, "enough lost frames held speech: {frames}");
+        10.0 * (signal / error.max(f64::MIN_POSITIVE)).log10()
+    }
+
+    #[test]
+    fn fec_is_sent_only_when_the_encoder_is_told_of_loss() {
+        let input = test_signal::speech_like(8.0);
+        let told = rebuilt_frames_match(&input, 10);
+        let untold = rebuilt_frames_match(&input, 0);
+        println!("lost frames rebuilt: {told:.1} dB signal to error told of 10 % loss, {untold:.1} dB told of none");
+        // Told of loss, each packet carries a coarse copy of the previous frame; told of none,
+        // the decoder can only extrapolate (packet loss concealment).
+        assert!(told >= 9.0, "FEC rebuilds lost frames: {told:.1} dB");
+        assert!(untold <= told - 3.0, "without loss no FEC is sent, only concealment: {untold:.1} vs {told:.1} dB");
     }
 
     #[test]

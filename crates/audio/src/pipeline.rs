@@ -48,6 +48,11 @@ impl SendPipeline {
         Ok(())
     }
 
+    /// The loss the encoder's in-band FEC plans for (calldock_media::fec::FecPlan decides it).
+    pub fn set_fec_loss(&mut self, percent: i32) -> Result<(), AudioError> {
+        self.encoder.set_expected_loss(percent)
+    }
+
     pub fn set_switches(&mut self, switches: ProcessingSwitches) {
         self.processor.set_switches(switches);
     }
@@ -201,9 +206,11 @@ pub(crate) mod tests {
     use super::*;
     use crate::SAMPLE_RATE;
 
-    /// Runs `input` through send → (network with `drop`) → receive and returns what plays.
-    fn call(input: &[f32], drop: impl Fn(u16) -> bool) -> (Vec<f32>, ReceiveStats) {
+    /// Runs `input` through send (told of `expected_loss_percent`) → (network with `drop`) →
+    /// receive and returns what plays.
+    fn call(input: &[f32], expected_loss_percent: i32, drop: impl Fn(u16) -> bool) -> (Vec<f32>, ReceiveStats) {
         let mut send = SendPipeline::new(SAMPLE_RATE, ProcessingSwitches::OFF, OpusSettings::default()).unwrap();
+        send.set_fec_loss(expected_loss_percent).unwrap();
         let mut receive = ReceivePipeline::new(JitterConfig { min_delay_ms: 40, ..JitterConfig::default() }).unwrap();
         let mut packets = Vec::new();
         send.push_capture(input, 0, |p| packets.push(p.to_vec())).unwrap();
@@ -225,7 +232,7 @@ pub(crate) mod tests {
     #[test]
     fn speech_arrives_through_the_whole_chain() {
         let input = test_signal::speech_like(4.0);
-        let (out, stats) = call(&input, |_| false);
+        let (out, stats) = call(&input, 0, |_| false);
         let (delay, ncc) = calldock_media::analysis::delay_ms(&input, &out, SAMPLE_RATE, 300).unwrap();
         assert!(ncc >= 0.9, "ncc {ncc}");
         assert!(delay <= 80.0, "pipeline delay {delay} ms");
@@ -235,8 +242,9 @@ pub(crate) mod tests {
     #[test]
     fn five_percent_loss_is_concealed_and_speech_still_arrives() {
         let input = test_signal::speech_like(6.0);
-        // Deterministic 5 %: every 20th packet, offset so it hits speech and pauses alike.
-        let (out, stats) = call(&input, |seq| seq % 20 == 7);
+        // Deterministic 5 %: every 20th packet, offset so it hits speech and pauses alike. The
+        // sender knows of it, as it does from the other side's reports in a call (FecPlan).
+        let (out, stats) = call(&input, 5, |seq| seq % 20 == 7);
         let (_, ncc) = calldock_media::analysis::delay_ms(&input, &out, SAMPLE_RATE, 300).unwrap();
         assert!(ncc >= 0.8, "ncc {ncc}");
         assert!(stats.jitter.lost >= 14, "{stats:?}");
@@ -258,11 +266,12 @@ pub(crate) mod tests {
         assert_dtx(&sizes[10..]);
     }
 
-    /// Silence under DTX: one-byte packets, with a small comfort-noise update every 400 ms.
+    /// Silence under DTX: one-byte packets, with a comfort-noise update every 400 ms (about 25
+    /// bytes; a 20 ms frame of speech at 24 kb/s is 60).
     pub(crate) fn assert_dtx(sizes: &[usize]) {
         let tiny = sizes.iter().filter(|&&n| n <= 2).count();
         assert!(tiny * 10 >= sizes.len() * 8, "mostly 1–2 byte packets: {sizes:?}");
-        assert!(sizes.iter().all(|&n| n <= 12), "no full frames: {sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= 32), "no full frames: {sizes:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use calldock_audio::codec::OpusSettings;
 use calldock_audio::pipeline::{ReceivePipeline, SendPipeline};
 use calldock_audio::processing::ProcessingSwitches;
 use calldock_audio::{FRAME_10MS, FRAME_20MS, SAMPLE_RATE};
+use calldock_media::fec::FecPlan;
 use calldock_media::jitter::JitterConfig;
 use calldock_peer::{Peer, PeerEvent, PeerSettings, Signal};
 use calldock_protocol::{CallId, FailureKind};
@@ -72,6 +73,9 @@ pub struct CallStats {
     pub audio_level_dbfs: f64,
     pub jitter_buffer_delay_ms: u32,
     pub concealed_samples: u64,
+    /// The loss, in percent, the sent audio's in-band FEC protects against (0: none), from
+    /// what the other side reports losing (calldock_media::fec::FecPlan).
+    pub fec_percent: i32,
     pub mos: f64,
     #[serde(serialize_with = "quality_name")]
     pub quality: calldock_media::quality::QualityLabel,
@@ -210,6 +214,8 @@ async fn run(
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     stats_tick.tick().await;
     let mut last = (0u64, 0u64, 0u64, 0u64); // bytes sent, bytes received, received, lost
+    let mut fec = FecPlan::new();
+    let mut remote_reports = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
@@ -348,6 +354,14 @@ async fn run(
             }
             _ = stats_tick.tick(), if connected => {
                 let peer_stats = peer.stats().await;
+                if peer_stats.remote_reports > remote_reports {
+                    remote_reports = peer_stats.remote_reports;
+                    let now_ms = started.elapsed().as_millis() as u64;
+                    if let Some(percent) = fec.report(now_ms, peer_stats.remote_fraction_lost) {
+                        tracing::info!(%call_id, percent, "FEC now protects against this much loss");
+                        send.set_fec_loss(percent).map_err(|e| media(&e))?;
+                    }
+                }
                 let rx = receive.stats();
                 let lost = rx.jitter.lost + rx.jitter.late;
                 let received = rx.jitter.received;
@@ -371,6 +385,7 @@ async fn run(
                     audio_level_dbfs: rx.level_dbfs,
                     jitter_buffer_delay_ms: rx.jitter.buffered_ms,
                     concealed_samples: rx.concealed_samples,
+                    fec_percent: fec.percent(),
                     mos,
                     quality: calldock_media::quality::QualityLabel::of(mos),
                 };

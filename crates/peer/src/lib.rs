@@ -12,8 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+pub mod reception_reports;
 use calldock_protocol::FailureKind;
+use reception_reports::ReceptionReportReader;
+pub use reception_reports::ReceptionReports;
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Slot;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
@@ -163,6 +168,11 @@ pub struct PeerStats {
     /// From the remote track's RTP sequence numbers, as reported by webrtc.
     pub packets_lost: i64,
     pub jitter_ms: f64,
+    /// Report blocks the other side sent about our audio so far (RTCP receiver or sender
+    /// reports, about one a second), and the fraction (0–1) of our packets the latest one says
+    /// were lost since the one before ([`reception_reports`]).
+    pub remote_reports: u64,
+    pub remote_fraction_lost: f64,
     pub codec: Option<String>,
     /// `host`, `srflx`, `prflx` or `relay`.
     pub local_candidate_type: Option<String>,
@@ -318,6 +328,7 @@ pub struct Peer {
     /// Remote candidates that arrived before the remote description.
     pending: Mutex<Vec<RTCIceCandidateInit>>,
     relay_only: bool,
+    reports: Arc<std::sync::Mutex<ReceptionReports>>,
 }
 
 /// One webrtc ICE server per URI, skipping URIs webrtc cannot use: they come from the
@@ -354,7 +365,11 @@ impl Peer {
     pub async fn new(settings: &PeerSettings) -> Result<(Peer, mpsc::Receiver<PeerEvent>), PeerError> {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(webrtc_error)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_error)?;
+        // Wire-most: it only observes, so it sees every report before any interceptor acts on it.
+        let (report_reader, reports) = ReceptionReportReader::new();
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .map_err(webrtc_error)?
+            .with(Slot::from(500), report_reader);
         let mut setting_engine = SettingEngineBuilder::new()
             // The default mDNS mode binds 0.0.0.0:5353; Calldock does not use mDNS candidates.
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -426,6 +441,7 @@ impl Peer {
             payload_type: OnceCell::new(),
             pending: Mutex::new(Vec::new()),
             relay_only: settings.relay_only,
+            reports,
         };
         Ok((peer, events))
     }
@@ -587,6 +603,9 @@ impl Peer {
                 _ => {}
             }
         }
+        let reports = *self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stats.remote_reports = reports.count;
+        stats.remote_fraction_lost = reports.fraction_lost;
         stats
     }
 

@@ -1,0 +1,106 @@
+//! What the other side says about the audio we send: the reception report blocks of the RTCP it
+//! sends back, read by an interceptor that only observes.
+//!
+//! webrtc 0.21's own statistics cannot give this: the remote-inbound entry is filled by a
+//! handler that nothing calls (rtc 0.21.1, `process_read_rtcp_for_stats`), so it stays at zero,
+//! and it would only read receiver reports, while libwebrtc (Chromium) puts its report blocks
+//! in sender reports whenever it sends media too. This reads the blocks of both.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error;
+
+/// The reports received so far about our streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReceptionReports {
+    /// Report blocks about a stream we send.
+    pub count: u64,
+    /// The latest block's fraction (0–1) of our packets lost since the block before it.
+    pub fraction_lost: f64,
+}
+
+/// The interceptor: passes every packet on unchanged and notes the report blocks about the
+/// streams this connection sends.
+pub(crate) struct ReceptionReportReader {
+    local_ssrcs: HashSet<u32>,
+    latest: Arc<Mutex<ReceptionReports>>,
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl ReceptionReportReader {
+    /// The interceptor and where to read what it saw.
+    pub(crate) fn new() -> (Self, Arc<Mutex<ReceptionReports>>) {
+        let latest = Arc::new(Mutex::new(ReceptionReports::default()));
+        let reader = Self {
+            local_ssrcs: HashSet::new(),
+            latest: latest.clone(),
+            read_queue: VecDeque::new(),
+            write_queue: VecDeque::new(),
+        };
+        (reader, latest)
+    }
+
+    fn note(&self, blocks: &[ReceptionReport]) {
+        let ours = blocks.iter().filter(|b| self.local_ssrcs.contains(&b.ssrc));
+        let mut latest = self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for block in ours {
+            latest.count += 1;
+            latest.fraction_lost = f64::from(block.fraction_lost) / 256.0;
+        }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceptionReportReader {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for packet in packets {
+                let any = packet.as_any();
+                if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    self.note(&rr.reports);
+                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                    self.note(&sr.reports);
+                }
+            }
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for ReceptionReportReader {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.local_ssrcs.insert(info.ssrc);
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.local_ssrcs.remove(&info.ssrc);
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
