@@ -317,12 +317,13 @@ struct CallWatch {
 
 fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
     let rtt = s.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "-".into());
+    let sent_loss = s.sent_loss_percent.map(|l| format!("{l:.1} %")).unwrap_or_else(|| "-".into());
     let path =
         format!("{}→{}", s.local_candidate.as_deref().unwrap_or("?"), s.remote_candidate.as_deref().unwrap_or("?"));
     say(
         json_mode,
         format!(
-            "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} %, send {:.0} kb/s, receive {:.0} kb/s, {}, {path}, \
+            "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} % (of what we sent: {sent_loss}), send {:.0} kb/s, receive {:.0} kb/s, {}, {path}, \
              level {:.0} dBFS, jitter buffer {} ms, concealed {}, FEC for {} % loss, MOS {:.2} ({})",
             s.jitter_ms,
             s.loss_percent,

@@ -242,7 +242,7 @@ fn calldock_calls_chromium() -> Result<(), String> {
     let mut alice = Running(
         calldock()
             .env("CALLDOCK_LOG", CALLDOCK_LOG)
-            .args(["call", "bob", "--server", &server.base, "--user", "alice", "--duration", HOLD_SECONDS])
+            .args(["call", "bob", "--server", &server.base, "--user", "alice", "--duration", HOLD_SECONDS, "--stats"])
             .args(media(&calldock_mic, &calldock_ear))
             .stdout(File::create(&out_path).unwrap())
             .stderr(Stdio::inherit())
@@ -253,6 +253,12 @@ fn calldock_calls_chromium() -> Result<(), String> {
     let out = std::fs::read_to_string(&out_path).unwrap_or_default();
     assert_eq!(code, 0, "calldock call:\n{out}");
     assert!(out.contains("connected"), "calldock call:\n{out}");
+    // Chromium's RTCP reports on the audio it receives reach Calldock's stats (calldock-peer's
+    // reception_reports; webrtc 0.21's own remote-inbound figures stay at zero), so Calldock
+    // knows the loss of what it sends once the first report is in.
+    let seconds: Vec<&str> = out.lines().filter(|l| l.starts_with("stats:")).collect();
+    let reported = seconds.iter().filter(|l| !l.contains("of what we sent: -")).count();
+    assert!(reported >= 2, "Chromium's reception reports reach Calldock's stats:\n{out}");
 
     let (result, heard_by_chromium) = page.wait_for_result(Duration::from_secs(10));
     print_page_stats("calldock-calls", &result);

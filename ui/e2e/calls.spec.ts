@@ -124,7 +124,13 @@ test("the whole flow with the keyboard alone: incoming → accept → stats → 
   // Stats arrive once a second: the badge shows the label, the popover the figures.
   await shell.stats("k1", 4.38);
   await expect(page.getByRole("button", { name: "Quality: Excellent" })).toBeVisible();
-  await shell.stats("k1", 3.7, { local_candidate: "relay", rtt_ms: 180, loss_percent: 3.2 });
+  await shell.stats("k1", 3.7, {
+    local_candidate: "relay",
+    rtt_ms: 180,
+    loss_percent: 3.2,
+    sent_loss_percent: 4.5,
+    fec_percent: 5,
+  });
   const badge = page.getByRole("button", { name: "Quality: Fair" });
   await expect(badge).toBeVisible();
   await page.keyboard.press("Tab");
@@ -132,7 +138,8 @@ test("the whole flow with the keyboard alone: incoming → accept → stats → 
   await page.keyboard.press("Enter");
   const popover = page.getByRole("region", { name: "Call quality details" });
   await expect(popover).toContainText("Round trip180 ms");
-  await expect(popover).toContainText("Packet loss3.2 %");
+  await expect(popover).toContainText("Packet loss3.2 % received · 4.5 % sent");
+  await expect(popover).toContainText("Loss protectionFEC for up to 5 % loss");
   await expect(popover).toContainText("MOS3.70 (Fair)");
   await expect(popover).toContainText("Relayed (TURN)");
   await expect(popover).toContainText("Jitter2.5 ms");

@@ -78,6 +78,7 @@ export class Shell {
         audio_level_dbfs: -28,
         jitter_buffer_delay_ms: 40,
         concealed_samples: 0,
+        sent_loss_percent: 0,
         fec_percent: 0,
         mos,
         quality,

@@ -97,6 +97,8 @@ export interface CallStats {
   rtt_ms: number | null;
   jitter_ms: number;
   loss_percent: number;
+  /** Of the packets we send, the share the other side last reported losing; null until it has. */
+  sent_loss_percent: number | null;
   send_kbps: number;
   receive_kbps: number;
   codec: string | null;

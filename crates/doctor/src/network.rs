@@ -1872,6 +1872,7 @@ mod tests {
             audio_level_dbfs: -20.0,
             jitter_buffer_delay_ms: 20,
             concealed_samples: 0,
+            sent_loss_percent: Some(0.0),
             fec_percent: 0,
             mos,
             quality: QualityLabel::of(mos),

@@ -63,6 +63,9 @@ pub struct CallStats {
     pub jitter_ms: f64,
     /// Packets lost in the last interval, percent of those expected.
     pub loss_percent: f64,
+    /// Of the packets we send, the share the other side reports losing (its latest RTCP
+    /// report, about one a second), percent; `None` until it has reported.
+    pub sent_loss_percent: Option<f64>,
     pub send_kbps: f64,
     pub receive_kbps: f64,
     pub codec: Option<String>,
@@ -377,6 +380,7 @@ async fn run(
                     rtt_ms: peer_stats.rtt_ms,
                     jitter_ms: rx.jitter.jitter_ms,
                     loss_percent,
+                    sent_loss_percent: (peer_stats.remote_reports > 0).then_some(peer_stats.remote_fraction_lost * 100.0),
                     send_kbps: peer_stats.bytes_sent.saturating_sub(last.0) as f64 * 8.0 / 1000.0,
                     receive_kbps: peer_stats.bytes_received.saturating_sub(last.1) as f64 * 8.0 / 1000.0,
                     codec: peer_stats.codec.clone(),

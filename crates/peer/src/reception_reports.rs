@@ -104,3 +104,56 @@ impl Interceptor for ReceptionReportReader {
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::AttributedPacket;
+    use rtc::shared::TransportContext;
+
+    const OURS: u32 = 0x1111;
+    const THEIRS: u32 = 0x2222;
+
+    fn block(ssrc: u32, fraction_lost: u8) -> ReceptionReport {
+        ReceptionReport { ssrc, fraction_lost, ..ReceptionReport::default() }
+    }
+
+    fn arrives(reader: &mut ReceptionReportReader, packets: Vec<Box<dyn rtc::rtcp::Packet>>) {
+        let msg = TaggedPacket {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(packets)),
+        };
+        reader.handle_read(msg).unwrap();
+        let passed = reader.poll_read().expect("the packet goes on up the chain");
+        assert!(matches!(passed.message.packet, Packet::Rtcp(_)));
+    }
+
+    fn reader() -> (ReceptionReportReader, Arc<Mutex<ReceptionReports>>) {
+        let (mut reader, latest) = ReceptionReportReader::new();
+        reader.bind_local_stream(&StreamInfo { ssrc: OURS, ..StreamInfo::default() });
+        (reader, latest)
+    }
+
+    #[test]
+    fn blocks_about_our_stream_count_from_receiver_and_sender_reports() {
+        let (mut reader, latest) = reader();
+        arrives(&mut reader, vec![Box::new(ReceiverReport { reports: vec![block(OURS, 0)], ..Default::default() })]);
+        // libwebrtc, sending too, reports inside its sender report.
+        let sr = SenderReport { ssrc: THEIRS, reports: vec![block(OURS, 64)], ..Default::default() };
+        arrives(&mut reader, vec![Box::new(sr)]);
+        assert_eq!(*latest.lock().unwrap(), ReceptionReports { count: 2, fraction_lost: 0.25 });
+    }
+
+    #[test]
+    fn blocks_about_other_streams_and_other_packets_are_ignored() {
+        let (mut reader, latest) = reader();
+        let rr = ReceiverReport { reports: vec![block(THEIRS, 128)], ..Default::default() };
+        arrives(&mut reader, vec![Box::new(rr), Box::new(SenderReport::default())]);
+        assert_eq!(*latest.lock().unwrap(), ReceptionReports::default());
+        // After the stream is unbound (a renegotiation replaced it), its blocks no longer count.
+        reader.unbind_local_stream(&StreamInfo { ssrc: OURS, ..StreamInfo::default() });
+        arrives(&mut reader, vec![Box::new(ReceiverReport { reports: vec![block(OURS, 10)], ..Default::default() })]);
+        assert_eq!(latest.lock().unwrap().count, 0);
+    }
+}

@@ -55,9 +55,18 @@ describe("path and popover", () => {
     const byName = Object.fromEntries(rows.map((r) => [r.name, r.value]));
     expect(byName["Round trip"]).toBe("42 ms");
     expect(byName["Jitter"]).toBe("3.3 ms");
-    expect(byName["Packet loss"]).toBe("1.5 %");
+    expect(byName["Packet loss"]).toBe("1.5 % received · 0.0 % sent");
+    expect(byName["Loss protection"]).toBe("Off (no loss reported)");
     expect(byName["MOS"]).toBe("4.05 (Good)");
     expect(byName["Path"]).toBe("Relayed (TURN)");
+  });
+  it("shows the other side's view of our loss once it has reported, and the FEC it led to", () => {
+    const rows = statRows(stats({ loss_percent: 0.4, sent_loss_percent: 6.25, fec_percent: 5 }));
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r.value]));
+    expect(byName["Packet loss"]).toBe("0.4 % received · 6.3 % sent");
+    expect(byName["Loss protection"]).toBe("FEC for up to 5 % loss");
+    const early = statRows(stats({ loss_percent: 0, sent_loss_percent: null }));
+    expect(early.find((r) => r.name === "Packet loss")?.value).toBe("0.0 % received");
   });
   it("says when RTT is not measured yet", () => {
     const rows = statRows(stats({ rtt_ms: null }));

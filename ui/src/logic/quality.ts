@@ -57,7 +57,7 @@ export interface StatRow {
 
 const num = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
 
-/** The popover's rows: RTT, jitter, loss, MOS, path, codec, bitrate. */
+/** The popover's rows: RTT, jitter, loss both ways, loss protection, MOS, path, codec, bitrate. */
 export function statRows(stats: CallStats | null): StatRow[] {
   if (!stats) return [{ name: "Status", value: "Waiting for the first measurement" }];
   const path = pathOf(stats);
@@ -70,7 +70,16 @@ export function statRows(stats: CallStats | null): StatRow[] {
   return [
     { name: "Round trip", value: stats.rtt_ms === null ? "Not measured yet" : `${num(stats.rtt_ms, 0)} ms` },
     { name: "Jitter", value: `${num(stats.jitter_ms, 1)} ms` },
-    { name: "Packet loss", value: `${num(stats.loss_percent, 1)} %` },
+    {
+      name: "Packet loss",
+      value:
+        `${num(stats.loss_percent, 1)} % received` +
+        (stats.sent_loss_percent === null ? "" : ` · ${num(stats.sent_loss_percent, 1)} % sent`),
+    },
+    {
+      name: "Loss protection",
+      value: stats.fec_percent > 0 ? `FEC for up to ${stats.fec_percent} % loss` : "Off (no loss reported)",
+    },
     { name: "MOS", value: `${num(stats.mos, 2)} (${labelText(qualityOf(stats.mos))})` },
     { name: "Path", value: pathText },
     { name: "Codec", value: stats.codec ?? "–" },

@@ -15,6 +15,7 @@ export function stats(patch: Partial<CallStats> = {}): CallStats {
     audio_level_dbfs: -30,
     jitter_buffer_delay_ms: 40,
     concealed_samples: 0,
+    sent_loss_percent: 0,
     fec_percent: 0,
     mos: 4.4,
     quality: "excellent",
