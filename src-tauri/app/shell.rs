@@ -842,10 +842,9 @@ impl Shell {
                     return;
                 }
             };
-            while let Ok(first) = changes.recv() {
-                // The watch sends one poll's changes together: take them as one.
-                std::thread::sleep(Duration::from_millis(20));
-                let batch: Vec<_> = std::iter::once(first).chain(changes.try_iter()).collect();
+            // One message per reading that changed: a headset's input, output and default
+            // changes arrive together and become one event.
+            while let Ok(batch) = changes.recv() {
                 let Some(shell) = shell.upgrade() else { return };
                 let Ok(devices) = calldock_devices::list() else { continue };
                 let reading = calldock_devices::Reading::now().ok();

@@ -83,9 +83,14 @@ pub struct DeviceWatch {
 
 impl DeviceWatch {
     /// Takes a first reading now (returned, so a caller can show the devices at once), then
-    /// compares a new one every `interval` and sends the differences to `events`. The watch
-    /// ends when dropped or when `events` is closed.
-    pub fn start(interval: Duration, events: mpsc::Sender<DeviceEvent>) -> Result<(DeviceWatch, Reading), DeviceError> {
+    /// compares a new one every `interval` and sends the differences to `events`, one message
+    /// per reading that changed anything (a headset plugged in adds an input and an output, and
+    /// may become the default of both: one change to the user). The watch ends when dropped or
+    /// when `events` is closed.
+    pub fn start(
+        interval: Duration,
+        events: mpsc::Sender<Vec<DeviceEvent>>,
+    ) -> Result<(DeviceWatch, Reading), DeviceError> {
         let first = Reading::now()?;
         let (stop, stop_rx) = mpsc::channel::<()>();
         let mut last = first.clone();
@@ -111,10 +116,8 @@ impl DeviceWatch {
                         }
                         Err(_) => Vec::new(),
                     };
-                    for event in found {
-                        if events.send(event).is_err() {
-                            return;
-                        }
+                    if !found.is_empty() && events.send(found).is_err() {
+                        return;
                     }
                 }
             })
