@@ -106,7 +106,14 @@ fn speech_crosses_a_call_between_real_devices() {
         let (said, heard) = (mouth.stop(), ear.stop());
         let ear_late_ms = heard.start.saturating_duration_since(said.start).as_secs_f64() * 1000.0
             - said.start.saturating_duration_since(heard.start).as_secs_f64() * 1000.0;
-        let (said, heard) = (said.samples, heard.samples);
+        let (mut said, mut heard) = (said.samples, heard.samples);
+        // Compared up to 1 s after the last speech: after that the microphone is silent and the
+        // speaker plays the call-ended tone, which is not speech that crossed the call and only
+        // dilutes the correlation (measured ~0.87 with it, and 0.77 once on a loaded machine).
+        let last_speech = said.chunks(480).rposition(|c| calldock_media::level::rms_dbfs(c) > -50.0).unwrap_or(0);
+        let end = ((last_speech + 1) * 480 + 48_000).min(said.len());
+        said.truncate(end);
+        heard.truncate(end);
         let profile = |v: &[f32]| {
             v.chunks(24_000).map(|c| format!("{:.0}", calldock_media::level::rms_dbfs(c))).collect::<Vec<_>>().join(" ")
         };
