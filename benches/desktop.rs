@@ -46,7 +46,9 @@ struct Sample {
 }
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read when run (cargo sets it), not when built: with one target dir shared by two clones,
+    // cargo may reuse this binary for the other clone, and the built-in path is the first one's.
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
 }
 
 async fn wait_for(client: &Client, locator: Locator<'_>, what: &str) -> fantoccini::elements::Element {
@@ -243,7 +245,8 @@ async fn run_chromium(pages: &PageServer, gpu: Gpu) -> Sample {
                      setInterval(() => m.emit('call-stats', { call_id: 'out-1', stats: { rtt_ms: 2, jitter_ms: 0.5, \
                        loss_percent: 0, send_kbps: 33, receive_kbps: 32, codec: 'opus', local_candidate: 'host', \
                        remote_candidate: 'host', audio_level_dbfs: -28, jitter_buffer_delay_ms: 20, \
-                       concealed_samples: 0, sent_loss_percent: 0, fec_percent: 0, mos: 4.4, quality: 'excellent' } }), 1000);",
+                       concealed_samples: 0, sent_loss_percent: 0, fec_percent: 0, mos: 4.4, \
+                       quality: 'excellent' } }), 1000);",
                     vec![],
                 )
                 .await

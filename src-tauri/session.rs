@@ -323,8 +323,9 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
     say(
         json_mode,
         format!(
-            "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} % (of what we sent: {sent_loss}), send {:.0} kb/s, receive {:.0} kb/s, {}, {path}, \
-             level {:.0} dBFS, jitter buffer {} ms, concealed {}, FEC for {} % loss, MOS {:.2} ({})",
+            "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} % (of what we sent: {sent_loss}), send {:.0} kb/s, \
+             receive {:.0} kb/s, {}, {path}, level {:.0} dBFS, jitter buffer {} ms, concealed {}, \
+             FEC for {} % loss, MOS {:.2} ({})",
             s.jitter_ms,
             s.loss_percent,
             s.send_kbps,

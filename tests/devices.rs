@@ -110,8 +110,9 @@ fn speech_crosses_a_call_between_real_devices() {
         // Compared up to 1 s after the last speech: after that the microphone is silent and the
         // speaker plays the call-ended tone, which is not speech that crossed the call and only
         // dilutes the correlation (measured ~0.87 with it, and 0.77 once on a loaded machine).
-        let last_speech = said.chunks(480).rposition(|c| calldock_media::level::rms_dbfs(c) > -50.0).unwrap_or(0);
-        let end = ((last_speech + 1) * 480 + 48_000).min(said.len());
+        let ten_ms = calldock_audio::FRAME_10MS;
+        let last_speech = said.chunks(ten_ms).rposition(|c| calldock_media::level::rms_dbfs(c) > -50.0).unwrap_or(0);
+        let end = ((last_speech + 1) * ten_ms + 48_000).min(said.len());
         said.truncate(end);
         heard.truncate(end);
         let profile = |v: &[f32]| {

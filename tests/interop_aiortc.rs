@@ -50,7 +50,11 @@ fn aiortc_python() -> PathBuf {
 }
 
 fn aiortc_peer(server: &ServerProcess, args: &[&str]) -> Command {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/aiortc/peer.py");
+    // Read when run (cargo sets it), not when built: with one target dir shared by two clones,
+    // cargo may reuse this binary for the other clone, and the built-in path is the first one's.
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+        .join("interop/aiortc/peer.py");
     let mut command = Command::new(aiortc_python());
     command.arg(script).args(["--server", &server.base]).args(args);
     command

@@ -256,8 +256,7 @@ fn calldock_calls_chromium() -> Result<(), String> {
     // Chromium's RTCP reports on the audio it receives reach Calldock's stats (calldock-peer's
     // reception_reports; webrtc 0.21's own remote-inbound figures stay at zero), so Calldock
     // knows the loss of what it sends once the first report is in.
-    let seconds: Vec<&str> = out.lines().filter(|l| l.starts_with("stats:")).collect();
-    let reported = seconds.iter().filter(|l| !l.contains("of what we sent: -")).count();
+    let reported = out.lines().filter(|l| l.starts_with("stats:") && !l.contains("of what we sent: -")).count();
     assert!(reported >= 2, "Chromium's reception reports reach Calldock's stats:\n{out}");
 
     let (result, heard_by_chromium) = page.wait_for_result(Duration::from_secs(10));

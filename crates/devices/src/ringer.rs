@@ -260,7 +260,11 @@ mod tests {
 
     #[test]
     fn the_shipped_ringtone_decodes() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/ringtone.wav");
+        // Read when run (cargo sets it), not when built: with one target dir shared by two clones,
+        // cargo may reuse this binary for the other clone, and the built-in path is the first one's.
+        let path = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+            .join("../../assets/ringtone.wav");
         let tone = Ringtone::load(&path).expect("assets/ringtone.wav decodes");
         assert_eq!(tone.sample_rate().get(), 48_000);
         assert_eq!(tone.duration(), Duration::from_secs(2));

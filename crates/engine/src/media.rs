@@ -357,10 +357,11 @@ async fn run(
             }
             _ = stats_tick.tick(), if connected => {
                 let peer_stats = peer.stats().await;
-                if peer_stats.remote_reports > remote_reports {
-                    remote_reports = peer_stats.remote_reports;
+                let remote = peer_stats.remote;
+                if remote.count > remote_reports {
+                    remote_reports = remote.count;
                     let now_ms = started.elapsed().as_millis() as u64;
-                    if let Some(percent) = fec.report(now_ms, peer_stats.remote_fraction_lost) {
+                    if let Some(percent) = fec.report(now_ms, remote.fraction_lost) {
                         tracing::info!(%call_id, percent, "FEC now protects against this much loss");
                         send.set_fec_loss(percent).map_err(|e| media(&e))?;
                     }
@@ -380,7 +381,7 @@ async fn run(
                     rtt_ms: peer_stats.rtt_ms,
                     jitter_ms: rx.jitter.jitter_ms,
                     loss_percent,
-                    sent_loss_percent: (peer_stats.remote_reports > 0).then_some(peer_stats.remote_fraction_lost * 100.0),
+                    sent_loss_percent: (remote.count > 0).then_some(remote.fraction_lost * 100.0),
                     send_kbps: peer_stats.bytes_sent.saturating_sub(last.0) as f64 * 8.0 / 1000.0,
                     receive_kbps: peer_stats.bytes_received.saturating_sub(last.1) as f64 * 8.0 / 1000.0,
                     codec: peer_stats.codec.clone(),

@@ -20,23 +20,17 @@ const FALL_MS: f64 = 10_000.0;
 const STEPS: [(i32, f64, f64); 4] = [(20, 18.0, 15.0), (10, 9.0, 7.0), (5, 4.5, 3.5), (1, 0.5, 0.25)];
 
 /// The FEC plan of one call's sending direction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FecPlan {
     smoothed_percent: f64,
     last_report_ms: Option<u64>,
     percent: i32,
 }
 
-impl Default for FecPlan {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl FecPlan {
     /// No loss known yet: no FEC.
     pub fn new() -> Self {
-        Self { smoothed_percent: 0.0, last_report_ms: None, percent: 0 }
+        Self::default()
     }
 
     /// The loss, in percent, the encoder is told to plan for.

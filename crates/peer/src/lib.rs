@@ -12,11 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-
-pub mod reception_reports;
 use calldock_protocol::FailureKind;
 use reception_reports::ReceptionReportReader;
-pub use reception_reports::ReceptionReports;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media::Sample;
@@ -34,6 +31,9 @@ use webrtc::peer_connection::{
     register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
+
+mod reception_reports;
+pub use reception_reports::ReceptionReports;
 
 /// A STUN or TURN server (TURN over UDP only: webrtc 0.21 has no TCP/TLS relay).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,11 +168,8 @@ pub struct PeerStats {
     /// From the remote track's RTP sequence numbers, as reported by webrtc.
     pub packets_lost: i64,
     pub jitter_ms: f64,
-    /// Report blocks the other side sent about our audio so far (RTCP receiver or sender
-    /// reports, about one a second), and the fraction (0–1) of our packets the latest one says
-    /// were lost since the one before ([`reception_reports`]).
-    pub remote_reports: u64,
-    pub remote_fraction_lost: f64,
+    /// What the other side's RTCP reports say about the audio we send.
+    pub remote: ReceptionReports,
     pub codec: Option<String>,
     /// `host`, `srflx`, `prflx` or `relay`.
     pub local_candidate_type: Option<String>,
@@ -603,9 +600,7 @@ impl Peer {
                 _ => {}
             }
         }
-        let reports = *self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        stats.remote_reports = reports.count;
-        stats.remote_fraction_lost = reports.fraction_lost;
+        stats.remote = *self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         stats
     }
 

@@ -20,7 +20,8 @@ use rtc::shared::error::Error;
 /// The reports received so far about our streams.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReceptionReports {
-    /// Report blocks about a stream we send.
+    /// Report blocks about a stream we send (RTCP receiver or sender reports, about one a
+    /// second).
     pub count: u64,
     /// The latest block's fraction (0–1) of our packets lost since the block before it.
     pub fraction_lost: f64,

@@ -24,7 +24,13 @@ use serde_json::Value;
 const REGENERATE: &str = "CALLDOCK_UPDATE_SCHEMA=1 cargo test -p calldock-protocol --test schema";
 
 fn docs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("docs")
+    // Read when run (cargo sets it), not when built: with one target dir shared by two clones,
+    // cargo may reuse this binary for the other clone, and the built-in path is the first one's.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
+        .join("..")
+        .join("..")
+        .join("docs")
 }
 
 fn generated_schema() -> String {
