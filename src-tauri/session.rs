@@ -234,7 +234,7 @@ pub fn watch_devices(json_mode: bool, interval: std::time::Duration) -> u8 {
     };
     // Tells a script reading the output that changes from now on are reported.
     eprintln!("calldock: watching for device changes every {} ms", interval.as_millis());
-    for event in changes.into_iter().flatten() {
+    for event in changes.into_iter().flat_map(|c| c.events) {
         let line = if json_mode {
             serde_json::to_string(&event).unwrap_or_default()
         } else {

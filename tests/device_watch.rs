@@ -24,7 +24,7 @@ fn one_readings_changes_arrive_as_one_message() {
     assert!(listed.contains("pulseaudio:vspk"), "the first reading has the sink already there: {listed}");
 
     pulse.add_sink("hotplug");
-    let plugged = changes.recv_timeout(Duration::from_secs(5)).expect("the new sink is seen");
+    let plugged = changes.recv_timeout(Duration::from_secs(5)).expect("the new sink is seen").events;
     let added = |direction, id: &str| DeviceEvent::Added { direction, id: id.into() };
     assert_eq!(
         plugged,
@@ -35,7 +35,7 @@ fn one_readings_changes_arrive_as_one_message() {
     // PulseAudio moves the default source along with the default sink (both were monitors):
     // two defaults, one message.
     pulse.pactl(&["set-default-sink", "hotplug"]);
-    let moved = changes.recv_timeout(Duration::from_secs(5)).expect("the new default is seen");
+    let moved = changes.recv_timeout(Duration::from_secs(5)).expect("the new default is seen").events;
     let directions: Vec<Direction> = moved
         .iter()
         .map(|e| match e {

@@ -844,10 +844,9 @@ impl Shell {
             };
             // One message per reading that changed: a headset's input, output and default
             // changes arrive together and become one event.
-            while let Ok(batch) = changes.recv() {
+            while let Ok(calldock_devices::DeviceChanges { events: batch, reading }) = changes.recv() {
                 let Some(shell) = shell.upgrade() else { return };
                 let Ok(devices) = calldock_devices::list() else { continue };
-                let reading = calldock_devices::Reading::now().ok();
                 let super::device_watch::Changes { added, removed, default_changed } =
                     super::device_watch::Changes::of(&batch);
                 let payload = DevicesChanged {

@@ -26,7 +26,7 @@ use cpal::traits::{DeviceTrait, HostTrait};
 pub use holders::{DeviceHolder, describe_holders, processes_holding, processes_holding_sound};
 pub use ringer::{Ringer, Ringtone, RingtoneError};
 pub use stream::{Capture, Playout, StreamHealth};
-pub use watch::{DeviceEvent, DeviceWatch, Preferences, Reading, changes};
+pub use watch::{DeviceChanges, DeviceEvent, DeviceWatch, Preferences, Reading, changes};
 
 /// Which way audio goes through a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

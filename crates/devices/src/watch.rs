@@ -75,6 +75,14 @@ impl Reading {
     }
 }
 
+/// What one reading changed, with that reading (`None` when the devices could not be listed),
+/// so a receiver that shows the defaults need not list them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceChanges {
+    pub events: Vec<DeviceEvent>,
+    pub reading: Option<Reading>,
+}
+
 /// Polls the device lists on a thread and sends what changed. Dropping it stops the thread.
 pub struct DeviceWatch {
     stop: Option<mpsc::Sender<()>>,
@@ -89,7 +97,7 @@ impl DeviceWatch {
     /// when `events` is closed.
     pub fn start(
         interval: Duration,
-        events: mpsc::Sender<Vec<DeviceEvent>>,
+        events: mpsc::Sender<DeviceChanges>,
     ) -> Result<(DeviceWatch, Reading), DeviceError> {
         let first = Reading::now()?;
         let (stop, stop_rx) = mpsc::channel::<()>();
@@ -107,16 +115,17 @@ impl DeviceWatch {
                                 found.push(DeviceEvent::Available);
                             }
                             found.extend(last.changes_to(&reading));
-                            last = reading;
-                            found
+                            last = reading.clone();
+                            DeviceChanges { events: found, reading: Some(reading) }
                         }
                         Err(e) if !unavailable => {
                             unavailable = true;
-                            vec![DeviceEvent::Unavailable { reason: e.to_string() }]
+                            let events = vec![DeviceEvent::Unavailable { reason: e.to_string() }];
+                            DeviceChanges { events, reading: None }
                         }
-                        Err(_) => Vec::new(),
+                        Err(_) => DeviceChanges { events: Vec::new(), reading: None },
                     };
-                    if !found.is_empty() && events.send(found).is_err() {
+                    if !found.events.is_empty() && events.send(found).is_err() {
                         return;
                     }
                 }
