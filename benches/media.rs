@@ -10,7 +10,9 @@
 //! 2. **CPU of a 1:1 audio call**, both ends, echo cancellation, noise suppression and gain
 //!    control on (Chromium: getUserMedia's defaults). Calldock: `calldock call` and
 //!    `calldock answer` through a reference server, WAV files as microphones. Chromium: one
-//!    page, both ends, its fake capture device reading the same speech. CPU is read from /proc
+//!    page, both ends, each with a fake capture device of its own reading the same speech (the
+//!    bench counts Chromium's audio processing threads to show two pipelines run, as in
+//!    Calldock's two processes). CPU is read from /proc
 //!    over the middle of the call (the process trees: the browser with its renderers and
 //!    utility processes), as a share of one core.
 //! 3. **Mouth-to-ear delay** with virtual devices: an echo test call with a WAV microphone and
@@ -282,11 +284,18 @@ fn cpu(dir: &Path, speech: &Path, seconds: u64) {
         }
     }
     let theirs = cpu_share(&[browser.pid()], Instant::now(), from, to);
+    // Asked twice for one device, Chromium captures and processes once for both tracks: the
+    // page opens two devices, and these counts show it got two pipelines, not one.
+    let pipelines = ["AudioInputDevic", "AudioProcessing"].map(|name| chromium::threads_named(browser.pid(), name));
     let result = page_result(&page, Duration::from_secs(seconds + 30));
     println!(
         "   Calldock {ours:5.1} %   Chromium {theirs:5.1} % (it received {} packets)   ratio {:.2}×",
         result["packets_received"],
         ours / theirs
+    );
+    println!(
+        "   Chromium ran {} audio capture and {} audio processing threads (one of each per end is a fair match)",
+        pipelines[0], pipelines[1]
     );
 }
 

@@ -189,11 +189,12 @@ fn serve_one(stream: TcpStream, files: &[PageFile], page: &Sender<Posted>) -> st
     stream.flush()
 }
 
-/// CPU time (user + system) of a process and all its descendants, from /proc, in seconds.
-pub fn process_tree_cpu_seconds(root: u32) -> f64 {
+/// A process and all its descendants, from /proc, each with its CPU time (user + system) in
+/// seconds.
+fn process_tree(root: u32) -> Vec<(u32, f64)> {
     let ticks_per_second = 100.0; // USER_HZ: 100 on every Linux architecture Debian ships
     let mut parent_of = std::collections::HashMap::new();
-    let mut ticks = std::collections::HashMap::new();
+    let mut seconds = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
@@ -203,7 +204,8 @@ pub fn process_tree_cpu_seconds(root: u32) -> f64 {
         // After the name: state(0) ppid(1) … utime(11) stime(12).
         let (Some(ppid), Some(utime), Some(stime)) = (fields.get(1), fields.get(11), fields.get(12)) else { continue };
         parent_of.insert(pid, ppid.parse::<u32>().unwrap_or(0));
-        ticks.insert(pid, utime.parse::<u64>().unwrap_or(0) + stime.parse::<u64>().unwrap_or(0));
+        let ticks = utime.parse::<u64>().unwrap_or(0) + stime.parse::<u64>().unwrap_or(0);
+        seconds.insert(pid, ticks as f64 / ticks_per_second);
     }
     let in_tree = |mut pid: u32| {
         while pid != 0 {
@@ -214,5 +216,21 @@ pub fn process_tree_cpu_seconds(root: u32) -> f64 {
         }
         false
     };
-    ticks.iter().filter(|(pid, _)| in_tree(**pid)).map(|(_, t)| *t as f64).sum::<f64>() / ticks_per_second
+    seconds.into_iter().filter(|(pid, _)| in_tree(*pid)).collect()
+}
+
+/// CPU time (user + system) of a process and all its descendants, from /proc, in seconds.
+pub fn process_tree_cpu_seconds(root: u32) -> f64 {
+    process_tree(root).iter().map(|(_, seconds)| seconds).sum()
+}
+
+/// How many threads of a process and its descendants bear this name (/proc/…/task/…/comm,
+/// which Linux cuts to 15 bytes): how the media benchmark sees how many audio capture and
+/// processing pipelines Chromium runs.
+pub fn threads_named(root: u32, name: &str) -> usize {
+    process_tree(root)
+        .iter()
+        .flat_map(|(pid, _)| std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten())
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
+        .count()
 }
