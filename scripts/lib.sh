@@ -5,13 +5,13 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calldock/target}"
 
 # Debian packages every build needs: a C compiler for the bundled SQLite and for ring (TLS),
-# libopus (linked through pkg-config by the opus crate), ALSA's headers (cpal's Linux
+# CMake for libopus (opusic-sys builds the source it bundles), ALSA's headers (cpal's Linux
 # backends link libasound), and libclang for bindgen: nokhwa's V4L2 backend generates its
 # bindings to <linux/videodev2.h> at build time (v4l2-sys-mit), and has no option that avoids it.
 # The desktop shell (Tauri 2) links WebKitGTK 4.1, GTK 3, libsoup 3 and librsvg (icons), loads
 # libayatana-appindicator at run time for the tray, and links libdbus (the keychain, through the
 # Secret Service); libssl-dev builds tauri-cli for scripts/package-deb.
-BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates libopus-dev libasound2-dev libclang-dev
+BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates cmake libasound2-dev libclang-dev
     libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev libayatana-appindicator3-dev
     libdbus-1-dev libssl-dev)
 

@@ -1,6 +1,6 @@
 //! Opus at 48 kHz mono, 20 ms frames, with in-band FEC and DTX (SPEC §5).
 
-use crate::{AudioError, FRAME_20MS, SAMPLE_RATE};
+use crate::{AudioError, FRAME_20MS};
 
 /// Encoder settings. [`Default`] is Calldock's voice setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,47 +23,57 @@ impl Default for OpusSettings {
     }
 }
 
-fn opus_error(e: opus::Error) -> AudioError {
-    AudioError::Opus(e.to_string())
+fn opus_error(e: opusic_c::ErrorCode) -> AudioError {
+    AudioError::Opus(e.message().to_owned())
 }
 
 /// Largest Opus packet Calldock produces or accepts (RFC 6716 allows 1275 bytes per frame).
 pub const MAX_PACKET: usize = 1275;
 
 pub struct OpusEncoder {
-    inner: opus::Encoder,
+    inner: opusic_c::Encoder,
 }
 
 impl OpusEncoder {
     pub fn new(settings: OpusSettings) -> Result<Self, AudioError> {
-        let mut inner =
-            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip).map_err(opus_error)?;
-        inner.set_bitrate(opus::Bitrate::Bits(settings.bitrate_bps)).map_err(opus_error)?;
-        inner.set_inband_fec(settings.fec).map_err(opus_error)?;
-        inner.set_packet_loss_perc(settings.expected_loss_percent).map_err(opus_error)?;
+        let mut inner = opusic_c::Encoder::new(
+            opusic_c::Channels::Mono,
+            opusic_c::SampleRate::Hz48000,
+            opusic_c::Application::Voip,
+        )
+        .map_err(opus_error)?;
+        inner.set_bitrate(opusic_c::Bitrate::Value(settings.bitrate_bps.max(0) as u32)).map_err(opus_error)?;
+        // Mode 1 is what OPUS_SET_INBAND_FEC(1) has always meant (WebRTC sets it too).
+        inner
+            .set_inband_fec(if settings.fec { opusic_c::InbandFec::Mode1 } else { opusic_c::InbandFec::Off })
+            .map_err(opus_error)?;
+        inner.set_packet_loss(settings.expected_loss_percent.clamp(0, 100) as u8).map_err(opus_error)?;
         inner.set_dtx(settings.dtx).map_err(opus_error)?;
-        inner.set_complexity(settings.complexity).map_err(opus_error)?;
+        inner.set_complexity(settings.complexity.clamp(0, 10) as u8).map_err(opus_error)?;
         Ok(Self { inner })
     }
 
     /// Encodes one 20 ms frame into `out` (at least [`MAX_PACKET`] bytes); returns its length.
     pub fn encode(&mut self, frame: &[f32; FRAME_20MS], out: &mut [u8]) -> Result<usize, AudioError> {
-        self.inner.encode_float(frame, out).map_err(opus_error)
+        self.inner.encode_float_to_slice(frame, out).map_err(opus_error)
     }
 
     /// Tells the encoder the loss it sees, so FEC follows the network.
     pub fn set_expected_loss(&mut self, percent: i32) -> Result<(), AudioError> {
-        self.inner.set_packet_loss_perc(percent.clamp(0, 100)).map_err(opus_error)
+        self.inner.set_packet_loss(percent.clamp(0, 100) as u8).map_err(opus_error)
     }
 }
 
 pub struct OpusDecoder {
-    inner: opus::Decoder,
+    inner: opusic_c::Decoder,
 }
 
 impl OpusDecoder {
     pub fn new() -> Result<Self, AudioError> {
-        Ok(Self { inner: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(opus_error)? })
+        Ok(Self {
+            inner: opusic_c::Decoder::new(opusic_c::Channels::Mono, opusic_c::SampleRate::Hz48000)
+                .map_err(opus_error)?,
+        })
     }
 
     /// Decodes one packet into `out`. A malformed packet from the network is an error, and the
@@ -72,17 +82,17 @@ impl OpusDecoder {
         if packet.is_empty() || packet.len() > MAX_PACKET {
             return Err(AudioError::Opus(format!("packet of {} bytes is not an Opus packet", packet.len())));
         }
-        self.inner.decode_float(packet, out, false).map_err(opus_error)
+        self.inner.decode_float_to_slice(packet, out, false).map_err(opus_error)
     }
 
     /// Produces a frame for a packet that never came: from the next packet's FEC when it is
-    /// here, else by packet-loss concealment.
+    /// here, else by packet-loss concealment (an empty input is a lost packet to libopus).
     pub fn conceal(&mut self, next_packet: Option<&[u8]>, out: &mut [f32; FRAME_20MS]) -> Result<usize, AudioError> {
         match next_packet {
             Some(next) if !next.is_empty() && next.len() <= MAX_PACKET => {
-                self.inner.decode_float(next, out, true).map_err(opus_error)
+                self.inner.decode_float_to_slice(next, out, true).map_err(opus_error)
             }
-            _ => self.inner.decode_float(&[], out, false).map_err(opus_error),
+            _ => self.inner.decode_float_to_slice(&[], out, false).map_err(opus_error),
         }
     }
 }
@@ -90,6 +100,7 @@ impl OpusDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SAMPLE_RATE;
     use crate::pipeline::test_signal;
 
     #[test]

@@ -101,7 +101,7 @@ pub fn run() -> CheckResult {
             Verdict::Fail,
             "codec_error",
             format!("Opus failed: {e}"),
-            "The Opus library is missing or broken: reinstall calldock (on Debian, `apt-get install libopus0`)".into(),
+            "Calldock's Opus codec failed on this machine: reinstall calldock, and report it if it fails again".into(),
             None,
         ),
     }
