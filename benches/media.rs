@@ -256,9 +256,9 @@ fn cpu_share(roots: &[u32], start: Instant, from: Duration, to: Duration) -> f64
     100.0 * (c1 - c0) / t1.duration_since(t0).as_secs_f64()
 }
 
-/// One round: a Calldock call, then the same call in Chromium, each measured over the middle
-/// of the call. Chromium's figure moves by a quarter from run to run on a shared machine, so
-/// the bench runs several rounds, the two systems alternating, and reports the median ratio.
+/// `rounds` times a Calldock call, then the same call in Chromium, each measured over the middle
+/// of the call. Both figures move by a sixth to a quarter from run to run on a shared machine,
+/// so the two systems alternate and the median ratio is the figure.
 fn cpu(dir: &Path, speech: &Path, seconds: u64, rounds: usize) {
     println!(
         "\n2. CPU of a {seconds} s 1:1 audio call, both ends, audio processing on (share of one core), \
