@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/calldock/target}"
 # The desktop shell (Tauri 2) links WebKitGTK 4.1, GTK 3, libsoup 3 and librsvg (icons), loads
 # libayatana-appindicator at run time for the tray, and links libdbus (the keychain, through the
 # Secret Service); libssl-dev builds tauri-cli for scripts/package-deb.
-BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates cmake libasound2-dev libclang-dev
+BUILD_PACKAGES=(gcc libc6-dev pkg-config ca-certificates cmake libasound2-dev libclang-dev libvpx-dev
     libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev libayatana-appindicator3-dev
     libdbus-1-dev libssl-dev)
 

@@ -1,6 +1,8 @@
 //! One call's WebRTC peer connection over webrtc 0.21 (`docs/webrtc-notes.md`): offer/answer
-//! and trickle ICE as [`Signal`]s to relay through signaling, one Opus audio track each way,
-//! stats, ICE restart, and the failures a call ends with (`failed(ice)`, `failed(dtls)`).
+//! and trickle ICE as [`Signal`]s to relay through signaling, one Opus audio track each way and,
+//! in a video call, one VP8 track each way ([`Peer::send_video`], [`PeerEvent::Video`], key frame
+//! requests both ways), stats, ICE restart, and the failures a call ends with (`failed(ice)`,
+//! `failed(dtls)`).
 //!
 //! The peer is a thin async shell; the call decisions stay in the call core. Events come out
 //! of one channel ([`PeerEvent`]). webrtc 0.21 never reports a DTLS fingerprint mismatch as a
@@ -17,8 +19,11 @@ use reception_reports::ReceptionReportReader;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media::Sample;
+use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use webrtc::media_stream::track_local::TrackLocal;
@@ -74,6 +79,8 @@ pub struct PeerSettings {
     /// Consent checks on the selected pair. With 1 s, losing one check or its answer to packet
     /// loss cannot by itself make a silent pair look disconnected.
     pub ice_keepalive_interval: Duration,
+    /// A VP8 video track each way besides the audio (a video call).
+    pub video: bool,
 }
 
 impl Default for PeerSettings {
@@ -87,6 +94,7 @@ impl Default for PeerSettings {
             dtls_timeout: Duration::from_secs(10),
             ice_disconnected_timeout: Duration::from_secs(3),
             ice_keepalive_interval: Duration::from_secs(1),
+            video: false,
         }
     }
 }
@@ -128,6 +136,17 @@ pub struct RtpAudio {
     pub payload: Bytes,
 }
 
+/// One whole VP8 frame of the remote video track, reassembled from its RTP packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFrame {
+    /// 90 kHz.
+    pub timestamp: u32,
+    pub data: Bytes,
+    /// Packets were lost before this frame and not repaired: until the next key frame the
+    /// picture may be broken (the peer has already asked for one).
+    pub after_loss: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerEvent {
     Signal(Signal),
@@ -140,6 +159,7 @@ pub enum PeerEvent {
     /// Over: the call ends with `failed(kind)`.
     Failed(FailureKind),
     Audio(RtpAudio),
+    Video(VideoFrame),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +185,7 @@ pub struct PeerStats {
     pub bytes_received: u64,
     pub packets_sent: u64,
     pub packets_received: u64,
-    /// From the remote track's RTP sequence numbers, as reported by webrtc.
+    /// From the remote audio track's RTP sequence numbers, as reported by webrtc.
     pub packets_lost: i64,
     pub jitter_ms: f64,
     /// What the other side's RTCP reports say about the audio we send.
@@ -188,6 +208,73 @@ struct Handler {
     events: mpsc::Sender<PeerEvent>,
     flags: Arc<Flags>,
     dtls_timeout: Duration,
+    remote_video: Arc<RemoteVideo>,
+}
+
+/// The other side's video track, for asking it for key frames.
+#[derive(Default)]
+struct RemoteVideo {
+    track: std::sync::Mutex<Option<Arc<dyn TrackRemote>>>,
+    last_request: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RemoteVideo {
+    /// At most one request per this long: a key frame takes a round trip and a few frames to
+    /// arrive, and every request in between would only cost the sender another large frame.
+    const REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+    /// Sends a picture loss indication (RFC 4585 §6.3.1) for the remote video track.
+    async fn request_keyframe(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < Self::REQUEST_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let track = self.track.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let Some(track) = track else { return };
+        for media_ssrc in track.ssrcs().await {
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                tracing::debug!("cannot ask for a key frame: {e}");
+            }
+        }
+    }
+}
+
+/// Reads the remote video track: RTP packets reassembled into whole VP8 frames. A frame that
+/// lost packets (after NACK retransmissions had their chance) is dropped and a key frame is
+/// asked for, as is one at the start, in case the first key frame was lost.
+async fn read_video(track: Arc<dyn TrackRemote>, remote: Arc<RemoteVideo>, events: mpsc::Sender<PeerEvent>) {
+    // Wait up to 200 ms (about two retransmission round trips on a long path) for a missing
+    // packet before giving its frame up.
+    let mut frames =
+        SampleBuilder::new(256, Vp8Packet::default(), 90_000).with_max_time_delay(Duration::from_millis(200));
+    let mut first = true;
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                frames.push(Instant::now(), packet);
+                while let Some(sample) = frames.pop(Instant::now()) {
+                    let after_loss = sample.prev_dropped_packets > sample.prev_padding_packets;
+                    // VP8's payload header: bit 0 of the first byte clear on a key frame.
+                    let keyframe = sample.data.first().is_some_and(|b| b & 1 == 0);
+                    if (after_loss || first) && !keyframe {
+                        remote.request_keyframe().await;
+                    }
+                    first = false;
+                    let frame = VideoFrame { timestamp: sample.packet_timestamp, data: sample.data, after_loss };
+                    // A frame that cannot be queued is late anyway; the decoder will ask for a
+                    // key frame if what follows does not decode.
+                    let _ = events.try_send(PeerEvent::Video(frame));
+                }
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
 }
 
 impl Handler {
@@ -293,6 +380,11 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let events = self.events.clone();
+        if track.kind().await == RtpCodecKind::Video {
+            *self.remote_video.track.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(track.clone());
+            tokio::spawn(read_video(track, self.remote_video.clone(), events));
+            return;
+        }
         // The driver must not block: read the track in a task of its own.
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
@@ -315,13 +407,75 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// One peer connection with one outgoing Opus track.
-pub struct Peer {
-    pc: Arc<dyn PeerConnection>,
+/// One outgoing track.
+struct LocalTrack {
     track: Arc<TrackLocalStaticSample>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
     payload_type: OnceCell<u8>,
+}
+
+impl LocalTrack {
+    async fn new(
+        pc: &Arc<dyn PeerConnection>,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        id: &str,
+        label: &str,
+    ) -> Result<LocalTrack, PeerError> {
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "calldock".to_owned(),
+                    id.to_owned(),
+                    label.to_owned(),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                        codec,
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .map_err(webrtc_error)?,
+        );
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
+        Ok(LocalTrack { track, sender, ssrc, payload_type: OnceCell::new() })
+    }
+
+    /// Sends one sample. `false` when it was dropped because media is not negotiated yet (the
+    /// first samples of a call, before the answer, or a track the other side declined).
+    async fn send(&self, data: Bytes, duration: Duration) -> Result<bool, PeerError> {
+        let pt = match self.payload_type.get() {
+            Some(pt) => *pt,
+            None => {
+                let negotiated = self
+                    .sender
+                    .get_parameters()
+                    .await
+                    .ok()
+                    .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+                let Some(pt) = negotiated else { return Ok(false) };
+                let _ = self.payload_type.set(pt);
+                pt
+            }
+        };
+        let sample = Sample { data, duration, ..Sample::new(Instant::now()) };
+        self.track.sample_writer(self.ssrc, pt).write_sample(&sample).await.map_err(webrtc_error)?;
+        Ok(true)
+    }
+}
+
+/// One peer connection with one outgoing Opus track, and in a video call one VP8 track.
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    audio: LocalTrack,
+    video: Option<LocalTrack>,
+    remote_video: Arc<RemoteVideo>,
+    /// Key frame requests from the other side already acted on.
+    keyframe_requests_seen: std::sync::atomic::AtomicU64,
     /// Remote candidates that arrived before the remote description.
     pending: Mutex<Vec<RTCIceCandidateInit>>,
     relay_only: bool,
@@ -393,7 +547,13 @@ impl Peer {
             failed: AtomicBool::new(false),
             ice_failed: AtomicBool::new(false),
         });
-        let handler = Arc::new(Handler { events: events_tx, flags, dtls_timeout: settings.dtls_timeout });
+        let remote_video = Arc::new(RemoteVideo::default());
+        let handler = Arc::new(Handler {
+            events: events_tx,
+            flags,
+            dtls_timeout: settings.dtls_timeout,
+            remote_video: remote_video.clone(),
+        });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_media_engine(media)
@@ -405,37 +565,32 @@ impl Peer {
             .await
             .map_err(webrtc_error)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let ssrc = rand::random::<u32>();
-        let track = Arc::new(
-            TrackLocalStaticSample::new(
-                Instant::now(),
-                MediaStreamTrack::new(
-                    "calldock".to_owned(),
-                    "calldock-audio".to_owned(),
-                    "microphone".to_owned(),
-                    RtpCodecKind::Audio,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                        codec: RTCRtpCodec {
-                            mime_type: MIME_TYPE_OPUS.to_owned(),
-                            clock_rate: 48_000,
-                            channels: 2,
-                            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                            rtcp_feedback: vec![],
-                        },
-                        ..Default::default()
-                    }],
-                ),
-            )
-            .map_err(webrtc_error)?,
-        );
-        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(webrtc_error)?;
+        let opus = RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        };
+        let audio = LocalTrack::new(&pc, RtpCodecKind::Audio, opus, "calldock-audio", "microphone").await?;
+        let video = if settings.video {
+            let vp8 = RTCRtpCodec {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            };
+            Some(LocalTrack::new(&pc, RtpCodecKind::Video, vp8, "calldock-video", "camera").await?)
+        } else {
+            None
+        };
         let peer = Peer {
             pc,
-            track,
-            sender,
-            ssrc,
-            payload_type: OnceCell::new(),
+            audio,
+            video,
+            remote_video,
+            keyframe_requests_seen: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
             relay_only: settings.relay_only,
             reports,
@@ -536,23 +691,29 @@ impl Peer {
     /// Sends one 20 ms Opus packet. Returns `false` when it was dropped because media is not
     /// negotiated yet (the first packets of a call, before the answer).
     pub async fn send_audio(&self, payload: Bytes) -> Result<bool, PeerError> {
-        let pt = match self.payload_type.get() {
-            Some(pt) => *pt,
-            None => {
-                let negotiated = self
-                    .sender
-                    .get_parameters()
-                    .await
-                    .ok()
-                    .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
-                let Some(pt) = negotiated else { return Ok(false) };
-                let _ = self.payload_type.set(pt);
-                pt
-            }
-        };
-        let sample = Sample { data: payload, duration: Duration::from_millis(20), ..Sample::new(Instant::now()) };
-        self.track.sample_writer(self.ssrc, pt).write_sample(&sample).await.map_err(webrtc_error)?;
-        Ok(true)
+        self.audio.send(payload, Duration::from_millis(20)).await
+    }
+
+    /// Sends one encoded VP8 frame, `duration` after the one before (the RTP timestamp moves by
+    /// that much). Returns `false` when it was dropped: video not negotiated (yet), or this is
+    /// not a video call.
+    pub async fn send_video(&self, frame: Bytes, duration: Duration) -> Result<bool, PeerError> {
+        match &self.video {
+            Some(video) => video.send(frame, duration).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the other side asked for a key frame (PLI or FIR) since the last call: the
+    /// next frame sent should be one.
+    pub fn take_keyframe_request(&self) -> bool {
+        let requests = self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keyframe_requests;
+        self.keyframe_requests_seen.swap(requests, Ordering::SeqCst) != requests
+    }
+
+    /// Asks the other side for a key frame: what we received does not decode.
+    pub async fn request_keyframe(&self) {
+        self.remote_video.request_keyframe().await;
     }
 
     pub async fn stats(&self) -> PeerStats {
@@ -588,10 +749,16 @@ impl Peer {
                 RTCStatsReportEntry::Codec(c) if c.mime_type.to_lowercase().contains("opus") => {
                     stats.codec = Some(c.mime_type.clone());
                 }
-                RTCStatsReportEntry::OutboundRtp(o) => {
+                // The loss and jitter figures are the audio's: what a call's quality is judged by
+                // (SPEC §5's MOS), and in a video call the video's would swamp them.
+                RTCStatsReportEntry::OutboundRtp(o)
+                    if o.sent_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Audio =>
+                {
                     stats.packets_sent += o.sent_rtp_stream_stats.packets_sent;
                 }
-                RTCStatsReportEntry::InboundRtp(i) => {
+                RTCStatsReportEntry::InboundRtp(i)
+                    if i.received_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Audio =>
+                {
                     stats.packets_received += i.received_rtp_stream_stats.packets_received;
                     stats.packets_lost += i.received_rtp_stream_stats.packets_lost;
                     // Reported in RTP timestamp units (48 kHz), not seconds.

@@ -1,5 +1,6 @@
-//! What the other side says about the audio we send: the reception report blocks of the RTCP it
-//! sends back, read by an interceptor that only observes.
+//! What the other side says about the media we send: the reception report blocks of the RTCP it
+//! sends back, and its requests for a video key frame (PLI, FIR), read by an interceptor that
+//! only observes.
 //!
 //! webrtc 0.21's own statistics cannot give this: the remote-inbound entry is filled by a
 //! handler that nothing calls (rtc 0.21.1, `process_read_rtcp_for_stats`), so it stays at zero,
@@ -11,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -25,6 +28,8 @@ pub struct ReceptionReports {
     pub count: u64,
     /// The latest block's fraction (0–1) of our packets lost since the block before it.
     pub fraction_lost: f64,
+    /// Picture loss indications and full intra requests about a stream we send, so far.
+    pub keyframe_requests: u64,
 }
 
 /// The interceptor: passes every packet on unchanged and notes the report blocks about the
@@ -59,6 +64,14 @@ impl ReceptionReportReader {
     }
 }
 
+impl ReceptionReportReader {
+    fn note_keyframe_request(&self, ssrc: u32) {
+        if self.local_ssrcs.contains(&ssrc) {
+            self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keyframe_requests += 1;
+        }
+    }
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceptionReportReader {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -74,6 +87,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceptionReportReader {
                     self.note(&rr.reports);
                 } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
                     self.note(&sr.reports);
+                } else if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                    self.note_keyframe_request(pli.media_ssrc);
+                } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>()
+                    && let Some(entry) = fir.fir.iter().find(|e| self.local_ssrcs.contains(&e.ssrc))
+                {
+                    self.note_keyframe_request(entry.ssrc);
                 }
             }
         }
@@ -143,7 +162,7 @@ mod tests {
         // libwebrtc, sending too, reports inside its sender report.
         let sr = SenderReport { ssrc: THEIRS, reports: vec![block(OURS, 64)], ..Default::default() };
         arrives(&mut reader, vec![Box::new(sr)]);
-        assert_eq!(*latest.lock().unwrap(), ReceptionReports { count: 2, fraction_lost: 0.25 });
+        assert_eq!(*latest.lock().unwrap(), ReceptionReports { count: 2, fraction_lost: 0.25, keyframe_requests: 0 });
     }
 
     #[test]
@@ -156,5 +175,20 @@ mod tests {
         reader.unbind_local_stream(&StreamInfo { ssrc: OURS, ..StreamInfo::default() });
         arrives(&mut reader, vec![Box::new(ReceiverReport { reports: vec![block(OURS, 10)], ..Default::default() })]);
         assert_eq!(latest.lock().unwrap().count, 0);
+    }
+
+    #[test]
+    fn key_frame_requests_about_our_stream_are_counted() {
+        let (mut reader, latest) = reader();
+        arrives(&mut reader, vec![Box::new(PictureLossIndication { sender_ssrc: THEIRS, media_ssrc: OURS })]);
+        let fir = FullIntraRequest {
+            sender_ssrc: THEIRS,
+            media_ssrc: 0,
+            fir: vec![rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry { ssrc: OURS, sequence_number: 1 }],
+        };
+        arrives(&mut reader, vec![Box::new(fir)]);
+        // About a stream that is not ours: not for us to act on.
+        arrives(&mut reader, vec![Box::new(PictureLossIndication { sender_ssrc: THEIRS, media_ssrc: THEIRS })]);
+        assert_eq!(latest.lock().unwrap().keyframe_requests, 2);
     }
 }

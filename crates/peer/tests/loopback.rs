@@ -233,3 +233,69 @@ async fn garbage_datagrams_do_not_disturb_a_call() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_crosses_a_real_peer_connection_and_key_frames_are_asked_for() {
+    use calldock_video::test_pattern::{counter, pattern};
+    use calldock_video::{EncoderSettings, Vp8Decoder, Vp8Encoder};
+
+    let settings = PeerSettings { video: true, ..PeerSettings::loopback() };
+    let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
+    let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
+    let (a, b, _) =
+        connect(&alice, &mut alice_events, &bob, &mut bob_events, false, Duration::from_secs(10), &mut Vec::new())
+            .await;
+    assert_eq!((a, b), (Some(PeerEvent::Connected), Some(PeerEvent::Connected)));
+
+    // Alice sends two seconds of 640×480 at 30 frames a second, paced in real time.
+    let sender = tokio::spawn(async move {
+        let mut encoder = Vp8Encoder::new(EncoderSettings::default());
+        let mut keyframes = 0;
+        let mut ticker = tokio::time::interval(Duration::from_millis(33));
+        for index in 0..60 {
+            ticker.tick().await;
+            if alice.take_keyframe_request() {
+                encoder.request_keyframe();
+            }
+            if let Some(frame) = encoder.encode(&pattern(640, 480, index)).unwrap() {
+                keyframes += usize::from(frame.keyframe);
+                alice.send_video(Bytes::from(frame.data), Duration::from_millis(33)).await.unwrap();
+            }
+            if index == 40 {
+                // By now Bob has asked for one (below): it must have reached Alice.
+                assert!(keyframes >= 2, "Bob's key frame request was not acted on");
+            }
+        }
+        (alice, keyframes)
+    });
+
+    let mut decoder = Vp8Decoder::new().unwrap();
+    let mut shown = Vec::new();
+    let mut asked = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while shown.len() < 55 {
+        let event = tokio::select! {
+            e = bob_events.recv() => e,
+            _ = tokio::time::sleep_until(deadline) => break,
+        };
+        let Some(PeerEvent::Video(frame)) = event else { continue };
+        assert!(!frame.after_loss, "nothing is lost on loopback");
+        let picture = decoder.decode(&frame.data).unwrap().expect("each frame shows");
+        let index = counter(&picture);
+        assert!(picture.luma_psnr(&pattern(640, 480, index)).unwrap() > 28.0);
+        shown.push(index);
+        if index == 20 && !asked {
+            bob.request_keyframe().await;
+            asked = true;
+        }
+    }
+    let (alice, keyframes) = sender.await.unwrap();
+    assert!(shown.len() >= 55, "only {} of 60 frames arrived", shown.len());
+    assert!(shown.windows(2).all(|w| w[0] < w[1]), "frames out of order: {shown:?}");
+    assert!(keyframes >= 2, "the first key frame and the requested one; got {keyframes}");
+    let stats = bob.stats().await;
+    assert_eq!(stats.codec.as_deref(), Some("audio/opus"), "audio figures stay the audio's: {stats:?}");
+    assert!(stats.bytes_received > 100_000, "two seconds of video: {stats:?}");
+    alice.close().await;
+    bob.close().await;
+}

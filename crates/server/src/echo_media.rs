@@ -1,6 +1,7 @@
 //! The echo bot's media: for each call the bot is in, a webrtc peer that answers the caller's
-//! offer and sends every received Opus packet straight back — the classic echo test, with no
-//! decoding on the server. Signaling it produces goes back through the actor as the bot's own
+//! offer and sends every received Opus packet and, in a video call, every VP8 frame straight
+//! back — the classic echo test, with no decoding on the server. Key frame requests pass through
+//! too: when the caller asks the bot for one, the bot asks the caller. Signaling it produces goes back through the actor as the bot's own
 //! requests, so it takes the same path as any client's.
 
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct EchoMedia {
 
 impl EchoMedia {
     pub fn new(settings: PeerSettings, requests: mpsc::Sender<ClientMessage>) -> Self {
+        // Ready for video: a caller's audio-only offer leaves the video track out of the answer.
+        let settings = PeerSettings { video: true, ..settings };
         Self { settings, sessions: HashMap::new(), requests }
     }
 
@@ -89,6 +92,8 @@ async fn run(
             sdp_mline_index: c.sdp_mline_index,
         },
     };
+    // The RTP timestamp of the last video frame echoed, to send the next one as far after it.
+    let mut last_video: Option<u32> = None;
     loop {
         tokio::select! {
             message = inbox.recv() => match message {
@@ -106,6 +111,16 @@ async fn run(
                     // The echo: the caller's own packets, straight back.
                     let _ = peer.send_audio(rtp.payload).await;
                 }
+                Some(PeerEvent::Video(frame)) => {
+                    // 90 kHz ticks since the previous frame; 33 ms for the first.
+                    let ticks = last_video.map_or(3000, |last| frame.timestamp.wrapping_sub(last).min(90_000));
+                    last_video = Some(frame.timestamp);
+                    let _ = peer.send_video(frame.data, std::time::Duration::from_micros(u64::from(ticks) * 100 / 9)).await;
+                    // The caller lost the echoed picture: only the caller can send a fresh one.
+                    if peer.take_keyframe_request() {
+                        peer.request_keyframe().await;
+                    }
+                }
                 Some(PeerEvent::Failed(kind)) => {
                     tracing::info!(%call_id, "echo media failed: {kind:?}");
                     break;
@@ -115,4 +130,98 @@ async fn run(
         }
     }
     peer.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use calldock_protocol::{DeviceId, UserId};
+    use calldock_video::test_pattern::{counter, pattern};
+    use calldock_video::{EncoderSettings, Vp8Decoder, Vp8Encoder};
+
+    use super::*;
+
+    /// What the actor would deliver to the bot, from the caller.
+    fn from_caller(call_id: &CallId, signal: Signal) -> ServerMessage {
+        let (from, from_device) = (UserId::new("alice"), DeviceId::new("laptop"));
+        match signal {
+            Signal::Offer(sdp) => {
+                ServerMessage::Sdp { call_id: call_id.clone(), from, from_device, kind: SdpKind::Offer, sdp }
+            }
+            Signal::Answer(sdp) => {
+                ServerMessage::Sdp { call_id: call_id.clone(), from, from_device, kind: SdpKind::Answer, sdp }
+            }
+            Signal::Candidate(c) => ServerMessage::Ice {
+                call_id: call_id.clone(),
+                from,
+                from_device,
+                candidate: c.candidate,
+                sdp_mid: c.sdp_mid,
+                sdp_mline_index: c.sdp_mline_index,
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_bot_sends_a_callers_video_back() {
+        let call_id = CallId::new("video-echo");
+        let (requests_tx, mut requests) = mpsc::channel(256);
+        let mut bot = EchoMedia::new(PeerSettings::loopback(), requests_tx);
+        let (caller, mut events) = Peer::new(&PeerSettings { video: true, ..PeerSettings::loopback() }).await.unwrap();
+        bot.on_message(&from_caller(&call_id, caller.offer(false).await.unwrap()));
+
+        let mut encoder = Vp8Encoder::new(EncoderSettings::default());
+        let mut decoder = Vp8Decoder::new().unwrap();
+        let mut ticker = tokio::time::interval(Duration::from_millis(33));
+        let (mut sent, mut echoed, mut connected) = (0u32, Vec::new(), false);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while echoed.len() < 45 {
+            tokio::select! {
+                request = requests.recv() => match request.expect("the bot is running") {
+                    ClientMessage::Sdp { kind: SdpKind::Answer, sdp, .. } => {
+                        caller.handle_signal(Signal::Answer(sdp)).await.unwrap();
+                    }
+                    ClientMessage::Ice { candidate, sdp_mid, sdp_mline_index, .. } => {
+                        let c = Candidate { candidate, sdp_mid, sdp_mline_index };
+                        caller.handle_signal(Signal::Candidate(c)).await.unwrap();
+                    }
+                    other => panic!("the bot asked for {other:?}"),
+                },
+                event = events.recv() => match event.expect("the caller's peer is running") {
+                    PeerEvent::Signal(signal) => bot.on_message(&from_caller(&call_id, signal)),
+                    PeerEvent::Connected => connected = true,
+                    PeerEvent::Video(frame) => {
+                        if let Ok(Some(picture)) = decoder.decode(&frame.data) {
+                            assert!(picture.luma_psnr(&pattern(640, 480, counter(&picture))).unwrap() > 28.0);
+                            echoed.push(counter(&picture));
+                        }
+                    }
+                    PeerEvent::Failed(kind) => panic!("the echo call failed: {kind:?}"),
+                    _ => {}
+                },
+                _ = ticker.tick(), if connected => {
+                    if let Some(frame) = encoder.encode(&pattern(640, 480, sent)).unwrap() {
+                        caller.send_video(Bytes::from(frame.data), Duration::from_millis(33)).await.unwrap();
+                    }
+                    sent += 1;
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        assert!(echoed.len() >= 45, "{} of {sent} frames came back", echoed.len());
+        assert!(
+            echoed.windows(2).all(|w| w[1] == (w[0] + 1) % 256),
+            "frames came back out of order or with gaps: {echoed:?}"
+        );
+        bot.on_message(&ServerMessage::CallEnded {
+            call_id,
+            reason: calldock_protocol::EndReason::Hangup,
+            by: None,
+            by_name: None,
+            failure: None,
+        });
+        caller.close().await;
+    }
 }
