@@ -154,6 +154,14 @@ pub struct MediaArgs {
     /// hides this machine's addresses from the other side).
     #[arg(long)]
     pub relay_only: bool,
+    /// Camera for video calls: `default`, a camera id from `calldock devices`, `pattern` (a
+    /// moving test pattern), or a Y4M file (played in a loop).
+    #[arg(long, value_name = "DEV|pattern|FILE.y4m")]
+    pub camera: Option<String>,
+    /// Write the pictures a video call receives into this Y4M file (what the other side's
+    /// camera looked like here).
+    #[arg(long, value_name = "FILE.y4m")]
+    pub video_out: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use calldock_audio::processing::ProcessingSwitches;
 use calldock_devices::DeviceChoice;
+use calldock_devices::camera::CameraSource;
 use calldock_engine::media::{MediaConfig, Microphone, Speaker};
 use calldock_journal::calls::{CallDirection, OngoingCall};
 
@@ -63,10 +64,17 @@ async fn connect_for_calls(account: &Account, media: &MediaArgs) -> Result<(Engi
     connect_with_media(account, media).await
 }
 
-/// Turns `--mic`/`--speaker` into the engine's media setting, or says what is wrong.
+/// Turns `--mic`/`--speaker`/`--camera` into the engine's media setting, or says what is wrong.
 fn media_config(args: &MediaArgs) -> Result<MediaConfig, String> {
-    if args.mic.is_none() && args.speaker.is_none() {
+    if args.mic.is_none() && args.speaker.is_none() && args.camera.is_none() {
         return Ok(MediaConfig::SignalingOnly);
+    }
+    let camera =
+        CameraSource::parse(args.camera.as_deref().unwrap_or("default")).map_err(|e| format!("--camera {e}"))?;
+    if let CameraSource::Y4m(path) = &camera
+        && !path.is_file()
+    {
+        return Err(format!("--camera {}: no such file", path.display()));
     }
     let microphone = parse_microphone(args.mic.as_deref().unwrap_or("silence")).map_err(|e| format!("--mic {e}"))?;
     let speaker = parse_speaker(args.speaker.as_deref().unwrap_or("null")).map_err(|e| format!("--speaker {e}"))?;
@@ -76,7 +84,7 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig, String> {
         ..calldock_peer::PeerSettings::default()
     };
     let processing = if args.no_processing { ProcessingSwitches::OFF } else { ProcessingSwitches::default() };
-    Ok(MediaConfig::Audio { microphone, speaker, peer, processing })
+    Ok(MediaConfig::Audio { microphone, speaker, peer, processing, camera })
 }
 
 fn is_wav(text: &str) -> bool {
@@ -313,6 +321,48 @@ struct CallWatch {
     stats: bool,
     /// What the local call log will say about the call when it ends.
     record: OngoingCall,
+    /// `--video-out`: where received pictures go.
+    video_out: Option<PictureFile>,
+}
+
+/// A Y4M file of the pictures a video call received, at the size of the first one (pictures
+/// of another size, after the other side changed resolution, are left out and counted).
+struct PictureFile {
+    path: std::path::PathBuf,
+    writer: Option<y4m::Encoder<std::io::BufWriter<std::fs::File>>>,
+    size: (u32, u32),
+    written: u64,
+    skipped: u64,
+}
+
+impl PictureFile {
+    fn new(path: std::path::PathBuf) -> Self {
+        Self { path, writer: None, size: (0, 0), written: 0, skipped: 0 }
+    }
+
+    fn write(&mut self, picture: &calldock_video::Picture) -> Result<(), String> {
+        let size = (picture.width(), picture.height());
+        if self.writer.is_none() {
+            let file = std::fs::File::create(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+            let encoder = y4m::encode(size.0 as usize, size.1 as usize, y4m::Ratio::new(30, 1))
+                .with_colorspace(y4m::Colorspace::C420jpeg)
+                .write_header(std::io::BufWriter::new(file))
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            self.writer = Some(encoder);
+            self.size = size;
+        }
+        if size != self.size {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        let (u, v) = picture.chroma();
+        writer
+            .write_frame(&y4m::Frame::new([picture.luma(), u, v], None))
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.written += 1;
+        Ok(())
+    }
 }
 
 fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
@@ -325,7 +375,7 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
         format!(
             "stats: rtt {rtt}, jitter {:.1} ms, loss {:.1} % (of what we sent: {sent_loss}), send {:.0} kb/s, \
              receive {:.0} kb/s, {}, {path}, level {:.0} dBFS, jitter buffer {} ms, concealed {}, \
-             FEC for {} % loss, MOS {:.2} ({})",
+             FEC for {} % loss, MOS {:.2} ({}){}",
             s.jitter_ms,
             s.loss_percent,
             s.send_kbps,
@@ -336,7 +386,16 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
             s.concealed_samples,
             s.fec_percent,
             s.mos,
-            s.quality
+            s.quality,
+            s.video.as_ref().map_or(String::new(), |v| format!(
+                "; video sent {:.0} fps{}, received {:.0} fps at {}×{}, {} undecodable",
+                v.sent_fps,
+                if v.camera_off { " (camera off)" } else { "" },
+                v.received_fps,
+                v.received_width,
+                v.received_height,
+                v.undecodable_frames
+            ))
         ),
         {
             let mut line = serde_json::to_value(s).unwrap_or_default();
@@ -349,7 +408,7 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
 impl CallWatch {
     fn new(call_id: CallId, record: OngoingCall, hang_up_after_seconds: Option<f64>, json: bool, stats: bool) -> Self {
         let duration = hang_up_after_seconds.map(Duration::from_secs_f64);
-        Self { call_id, connected: false, duration, json, stats, record }
+        Self { call_id, connected: false, duration, json, stats, record, video_out: None }
     }
 }
 
@@ -439,6 +498,7 @@ pub async fn call(args: CallArgs) -> u8 {
     let record =
         OngoingCall::new(call_id.as_str(), &args.to, CallDirection::Outgoing, call_log::media_name(media), placed_at);
     let mut watch = CallWatch::new(call_id, record, args.duration, args.json, args.media.stats);
+    watch.video_out = args.media.video_out.clone().map(PictureFile::new);
     let mut controls = control_lines();
     let mut sounds = match Sounds::new(&Outputs { ringer: None, speaker: speaker_device(&args.media) }, say_on_stderr) {
         Ok(sounds) => sounds,
@@ -559,6 +619,20 @@ async fn follow(
                         );
                     }
                 }
+                Some(EngineEvent::Video { call_id, picture }) => {
+                    if call_id == watch.call_id
+                        && let Some(file) = watch.video_out.as_mut()
+                        && let Err(e) = file.write(&picture)
+                    {
+                        say(watch.json, format!("--video-out {e}"), json!({"event": "video_out_error", "error": e}));
+                        watch.video_out = None;
+                    }
+                }
+                Some(EngineEvent::CameraFailed { call_id, reason }) => {
+                    if call_id == watch.call_id {
+                        say(watch.json, format!("camera: {reason}"), json!({"event": "camera_failed", "reason": reason}));
+                    }
+                }
                 // The command line watches no one's presence.
                 Some(EngineEvent::TokenRefreshed { .. } | EngineEvent::Presence { .. }) => {}
             },
@@ -674,6 +748,7 @@ pub async fn answer(args: AnswerArgs) -> u8 {
             continue;
         }
         let mut watch = CallWatch::new(call_id, record, args.duration, args.json, args.media.stats);
+        watch.video_out = args.media.video_out.clone().map(PictureFile::new);
         last = follow(&engine, &mut events, &mut controls, &mut watch, &mut sounds).await;
     }
     engine.close().await;

@@ -263,6 +263,76 @@ fn echo_test_returns_the_callers_speech() {
     assert!(ncc >= 0.8, "ncc {ncc}");
 }
 
+/// The video echo test: a camera (a Y4M file of numbered pictures) in a video call to the echo
+/// bot, and the pictures that come back written out with `--video-out`.
+#[test]
+fn video_echo_test_returns_the_callers_pictures() {
+    use calldock_video::test_pattern::{counter, pattern};
+    let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let camera = dir.path().join("camera.y4m");
+    {
+        let file = std::io::BufWriter::new(std::fs::File::create(&camera).unwrap());
+        let mut y4m = y4m::encode(640, 480, y4m::Ratio::new(30, 1)).write_header(file).unwrap();
+        for index in 0..60 {
+            let picture = pattern(640, 480, index);
+            let (u, v) = picture.chroma();
+            y4m.write_frame(&y4m::Frame::new([picture.luma(), u, v], None)).unwrap();
+        }
+    }
+    let received = dir.path().join("received.y4m");
+    let out = run(
+        &server,
+        &[
+            "call",
+            "echo",
+            "--video",
+            "--user",
+            "alice",
+            "--camera",
+            camera.to_str().unwrap(),
+            "--video-out",
+            received.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--stats",
+            "--json",
+            "--duration",
+            "4",
+        ],
+    );
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    let mut decoder = y4m::decode(std::fs::File::open(&received).expect("--video-out written")).unwrap();
+    assert_eq!((decoder.get_width(), decoder.get_height()), (640, 480));
+    let mut indices = Vec::new();
+    while let Ok(frame) = decoder.read_frame() {
+        let luma = frame.get_y_plane().to_vec();
+        let picture = calldock_video::Picture::from_luma(640, 480, &luma).unwrap();
+        let index = counter(&picture);
+        assert!(index < 60, "frame {} reads as {index}", indices.len());
+        let psnr =
+            picture.luma_psnr(&calldock_video::Picture::from_luma(640, 480, pattern(640, 480, index).luma()).unwrap());
+        assert!(psnr.unwrap() > 28.0, "frame {} ({index}) came back at {psnr:?} dB", indices.len());
+        indices.push(index);
+    }
+    // Four seconds at 30 frames a second, less the call's setup.
+    assert!(indices.len() >= 75, "{} pictures came back:\n{output}", indices.len());
+    let in_order = indices.windows(2).filter(|w| w[1] == (w[0] + 1) % 60).count();
+    assert!(in_order + 3 >= indices.len(), "pictures out of order or missing: {indices:?}");
+    let video_stats: Vec<serde_json::Value> = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["event"] == "stats")
+        .filter_map(|line| line.get("video").cloned())
+        .collect();
+    let last = video_stats.last().unwrap_or_else(|| panic!("no video figures in the stats:\n{output}"));
+    assert!(last["received_fps"].as_f64().unwrap() >= 25.0, "{last}");
+    assert_eq!(last["received_width"], 640, "{last}");
+    assert_eq!(last["undecodable_frames"], 0, "nothing is lost on loopback: {last}");
+    println!("video echo: {} pictures back in 4 s; last second {last}", indices.len());
+}
+
 /// The first start on a machine makes the log directory and writes the day's log there, with
 /// nothing about it on standard error.
 #[test]

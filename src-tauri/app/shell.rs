@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use calldock_devices::DeviceChoice;
+use calldock_devices::camera::{CameraChoice, CameraSource};
 use calldock_doctor::{Check, Plan, Report};
 use calldock_engine::call::CallEvent;
 use calldock_engine::media::{MediaConfig, Microphone, Speaker};
@@ -44,6 +45,8 @@ pub trait Outbox: Send + Sync + 'static {
     fn calls_changed(&self, _text: &str, _muted: bool) {}
     /// A call started ringing here.
     fn incoming_call(&self, _from_name: &str, _stacked: bool) {}
+    /// A decoded picture of the other side of a video call, I420, for the UI's video element.
+    fn video_frame(&self, _call_id: &str, _picture: &calldock_video::Picture) {}
 }
 
 /// Who pressed mute (the `mute-changed` event's `source`).
@@ -455,6 +458,10 @@ impl Shell {
             speaker: self.speaker(settings),
             peer,
             processing: settings.processing.into(),
+            camera: match settings.camera.as_deref().and_then(CameraChoice::parse) {
+                Some(choice) => CameraSource::Device(choice),
+                None => CameraSource::Pattern,
+            },
         };
         config
     }
@@ -531,6 +538,11 @@ impl Shell {
                     self.state().presence.insert(user.as_str().to_owned(), presence);
                     self.outbox.emit("presence", json!({ "user_id": user.as_str(), "presence": presence }));
                 }
+                EngineEvent::Video { call_id, picture } => self.show_video(&call_id, &picture),
+                EngineEvent::CameraFailed { call_id, reason } => self.outbox.emit(
+                    "camera-failed",
+                    json!({ "call_id": call_id.as_str(), "error": { "code": "camera_failed", "message": reason } }),
+                ),
                 EngineEvent::Device { call_id, change } => self.outbox.emit(
                     "device-fallback",
                     json!({
@@ -558,6 +570,10 @@ impl Shell {
             self.tray_update();
             self.set_signaling(generation, SignalingJson::Failed { error: EngineError::Stopped.into() });
         }
+    }
+
+    fn show_video(&self, call_id: &CallId, picture: &calldock_video::Picture) {
+        self.outbox.video_frame(call_id.as_str(), picture);
     }
 
     fn on_call_event(self: &Arc<Self>, event: &CallEvent) {

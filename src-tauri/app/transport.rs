@@ -368,6 +368,7 @@ mod tests {
             remote: "bob".into(),
             remote_device: "b1".into(),
             offerer: true,
+            media: Media::Audio,
         };
         assert_eq!(CallEventJson::of(&start), None);
         let ended_state = CallEvent::StateChanged { call_id: id, state: CallState::Ended(EndReason::Busy) };

@@ -84,12 +84,14 @@ pub enum CallEvent {
     RemoteRinging {
         call_id: CallId,
     },
-    /// Start the peer connection. The caller offers; the callee answers.
+    /// Start the peer connection. The caller offers; the callee answers. `media` is what the
+    /// call carries as answered: a video call the callee accepted with audio only is audio.
     StartMedia {
         call_id: CallId,
         remote: UserId,
         remote_device: DeviceId,
         offerer: bool,
+        media: Media,
     },
     /// The call `old` continues as `new`: glare turned our outgoing call into accepting theirs, or
     /// the conversation already had a call that ours was folded into. `old` is gone without an

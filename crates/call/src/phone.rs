@@ -728,6 +728,7 @@ impl Phone {
             remote: call.view.remote.clone(),
             remote_device,
             offerer,
+            media: call.view.media,
         };
         self.emit(event);
     }

@@ -88,6 +88,25 @@ fn remote_ringing_is_reported() {
 }
 
 #[test]
+fn a_video_call_answered_with_audio_only_starts_audio_media() {
+    let mut phone = alice();
+    phone.call("a1", "bob");
+    phone.take_events();
+    phone.server(ServerMessage::CallAccepted {
+        call_id: "a1".into(),
+        user: "bob".into(),
+        device: "bob-dev".into(),
+        media: Media::Audio,
+    });
+    let events = phone.take_events();
+    let media = events.iter().find_map(|e| match e {
+        CallEvent::StartMedia { media, .. } => Some(*media),
+        _ => None,
+    });
+    assert_eq!(media, Some(Media::Audio), "{events:?}");
+}
+
+#[test]
 fn accepted_call_starts_media_as_offerer() {
     let mut phone = alice();
     phone.call("a1", "bob");
@@ -102,7 +121,8 @@ fn accepted_call_starts_media_as_offerer() {
                 call_id: "a1".into(),
                 remote: "bob".into(),
                 remote_device: "bob-dev".into(),
-                offerer: true
+                offerer: true,
+                media: Media::Video,
             },
         ]
     );
@@ -146,6 +166,7 @@ fn accept_starts_media_as_answerer() {
         remote: "bob".into(),
         remote_device: "bob-dev".into(),
         offerer: false,
+        media: Media::Audio,
     };
     assert_eq!(phone.take_events(), [start]);
     // The server also tells the accepting device; media is not started twice.
@@ -362,7 +383,8 @@ fn glare_loser_accepts_winner() {
             call_id: "a-bob".into(),
             remote: "bob".into(),
             remote_device: "bob-dev".into(),
-            offerer: false
+            offerer: false,
+            media: Media::Video,
         }]
     );
     assert_eq!(phone.end_reasons(), []);
@@ -390,7 +412,8 @@ fn glare_winner_keeps_ringing_and_connects() {
             call_id: "a-alice".into(),
             remote: "bob".into(),
             remote_device: "bob-dev".into(),
-            offerer: true
+            offerer: true,
+            media: Media::Video,
         }),
         "{events:?}"
     );

@@ -170,6 +170,51 @@ impl fmt::Display for CameraChoice {
     }
 }
 
+/// Where frames come from: a camera, or what stands in for one (the doctor's camera check, and
+/// what a video call shows of us).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraSource {
+    /// A camera (`default` or an id from `calldock devices`).
+    Device(CameraChoice),
+    /// The moving test pattern: checks the video path on a machine without a camera.
+    Pattern,
+    /// A Y4M file standing in for the camera: replays a customer's frozen, black or slow camera.
+    Y4m(PathBuf),
+}
+
+impl Default for CameraSource {
+    fn default() -> Self {
+        CameraSource::Device(CameraChoice::Default)
+    }
+}
+
+impl CameraSource {
+    /// `default`, a camera id as `calldock devices` prints it, `pattern`, or a path ending in `.y4m`.
+    pub fn parse(text: &str) -> Result<CameraSource, String> {
+        if text == "pattern" {
+            return Ok(CameraSource::Pattern);
+        }
+        if text.to_lowercase().ends_with(".y4m") {
+            return Ok(CameraSource::Y4m(PathBuf::from(text)));
+        }
+        CameraChoice::parse(text).map(CameraSource::Device).ok_or_else(|| {
+            format!(
+                "{text:?} is not a camera: give `default`, a camera id from `calldock devices`, `pattern`, or a Y4M file"
+            )
+        })
+    }
+}
+
+impl fmt::Display for CameraSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CameraSource::Device(choice) => write!(f, "{choice}"),
+            CameraSource::Pattern => f.write_str("pattern"),
+            CameraSource::Y4m(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 const ID_PREFIX: &str = "/dev/video";
 #[cfg(not(target_os = "linux"))]

@@ -19,10 +19,9 @@
 //! [`Burst`] and [`verdict`] decide from frames and their timestamps alone; [`run`] only gets
 //! the frames, from a camera, the pattern or a file.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
+pub use calldock_devices::camera::CameraSource;
 use calldock_devices::camera::{
     CameraCapture, CameraChoice, CameraError, Frame, FrameSource, PatternSource, Resolution, Y4mFile,
 };
@@ -51,50 +50,6 @@ pub const BURST: Duration = Duration::from_millis(800);
 pub const FILE_SECONDS: Duration = Duration::from_secs(10);
 /// And at most this many of its frames, whatever rate it declares.
 pub const FILE_FRAMES: usize = 600;
-
-/// Where the camera check gets its frames.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CameraSource {
-    /// A camera (`default` or an id from `calldock devices`).
-    Device(CameraChoice),
-    /// The moving test pattern: checks the video path on a machine without a camera.
-    Pattern,
-    /// A Y4M file standing in for the camera: replays a customer's frozen, black or slow camera.
-    Y4m(PathBuf),
-}
-
-impl Default for CameraSource {
-    fn default() -> Self {
-        CameraSource::Device(CameraChoice::Default)
-    }
-}
-
-impl CameraSource {
-    /// `default`, a camera id as `calldock devices` prints it, `pattern`, or a path ending in `.y4m`.
-    pub fn parse(text: &str) -> Result<CameraSource, String> {
-        if text == "pattern" {
-            return Ok(CameraSource::Pattern);
-        }
-        if text.to_lowercase().ends_with(".y4m") {
-            return Ok(CameraSource::Y4m(PathBuf::from(text)));
-        }
-        CameraChoice::parse(text).map(CameraSource::Device).ok_or_else(|| {
-            format!(
-                "{text:?} is not a camera: give `default`, a camera id from `calldock devices`, `pattern`, or a Y4M file"
-            )
-        })
-    }
-}
-
-impl fmt::Display for CameraSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CameraSource::Device(choice) => write!(f, "{choice}"),
-            CameraSource::Pattern => f.write_str("pattern"),
-            CameraSource::Y4m(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
 
 /// The frames of one burst, judged as they arrive; only the previous frame is kept, so a long
 /// file costs no more memory than a short one.

@@ -1372,6 +1372,8 @@ async fn echo_call(server: &str, user: &UserId, device: &DeviceId) -> EchoCallSt
         speaker: Speaker::Null,
         peer,
         processing: ProcessingSwitches::OFF,
+        // The echo call is audio only.
+        camera: calldock_engine::media::CameraSource::Pattern,
     };
     let connecting = Engine::connect(config);
     let (engine, mut events) = match tokio::time::timeout(ECHO_CONNECT_LIMIT, connecting).await {
@@ -1876,6 +1878,7 @@ mod tests {
             fec_percent: 0,
             mos,
             quality: QualityLabel::of(mos),
+            video: None,
         }
     }
 

@@ -183,11 +183,10 @@ impl Driver {
                 }
                 Output::Event(event) => {
                     match &event {
-                        CallEvent::StartMedia { call_id, offerer, .. } => {
-                            let call_id = call_id.clone();
-                            let offerer = *offerer;
+                        CallEvent::StartMedia { call_id, offerer, media, .. } => {
+                            let (call_id, offerer, media) = (call_id.clone(), *offerer, *media);
                             self.emit(EngineEvent::Call(event)).await;
-                            self.start_media(call_id, offerer);
+                            self.start_media(call_id, offerer, media);
                             continue;
                         }
                         CallEvent::Ended { call_id, .. } | CallEvent::Replaced { old: call_id, .. } => {
@@ -371,11 +370,12 @@ impl Driver {
         let _ = reply.send(Ok(ended));
     }
 
-    fn start_media(&mut self, call_id: calldock_protocol::CallId, offerer: bool) {
+    fn start_media(&mut self, call_id: calldock_protocol::CallId, offerer: bool, call_media: calldock_protocol::Media) {
         match self.config.media.clone() {
             MediaConfig::SignalingOnly => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
-            MediaConfig::Audio { microphone, speaker, peer, processing } => {
+            MediaConfig::Audio { microphone, speaker, peer, processing, camera } => {
                 self.stop_media(&call_id);
+                let camera = (call_media == calldock_protocol::Media::Video).then_some(camera);
                 let session = media::start(
                     call_id,
                     offerer,
@@ -383,6 +383,7 @@ impl Driver {
                     speaker,
                     peer,
                     processing,
+                    camera,
                     self.ice_servers.clone(),
                     self.media_tx.clone(),
                 );
@@ -433,6 +434,14 @@ impl Driver {
             }
             FromMedia::Stats { call_id, stats } => self.emit(EngineEvent::Stats { call_id, stats }).await,
             FromMedia::Device { call_id, change } => self.emit(EngineEvent::Device { call_id, change }).await,
+            // Thirty a second: an application that is behind misses pictures, never call events.
+            FromMedia::Video { call_id, picture } => {
+                let _ = self.events.try_send(EngineEvent::Video { call_id, picture });
+            }
+            FromMedia::CameraFailed { call_id, reason } => {
+                tracing::warn!(%call_id, "camera failed: {reason}");
+                self.emit(EngineEvent::CameraFailed { call_id, reason }).await;
+            }
             FromMedia::Connected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
             FromMedia::Disconnected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Disconnected }),
             FromMedia::AskIceRestart(call_id) => {

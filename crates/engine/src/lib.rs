@@ -30,6 +30,7 @@ pub mod media;
 mod rest;
 mod socket;
 mod sound;
+pub mod video;
 
 pub use calldock_call as call;
 pub use rest::ServerUrl;
@@ -112,6 +113,18 @@ pub enum EngineEvent {
     Device {
         call_id: CallId,
         change: media::DeviceChange,
+    },
+    /// A picture of the other side in a video call, as decoded (about 30 a second; the UI
+    /// shows the latest).
+    Video {
+        call_id: CallId,
+        picture: std::sync::Arc<calldock_video::Picture>,
+    },
+    /// Our camera stopped mid-call (unplugged, taken by another program): the call goes on
+    /// without our picture. `reason` says what happened and what to do.
+    CameraFailed {
+        call_id: CallId,
+        reason: String,
     },
 }
 

@@ -1,5 +1,6 @@
 //! A call's media: one [`Peer`] plus the audio pipeline between it and the call's devices
-//! (real ones, or virtual ones for tests and support: see [`crate::sound`]).
+//! (real ones, or virtual ones for tests and support: see [`crate::sound`]), and in a video call
+//! the camera's pictures and the other side's ([`crate::video`]).
 //!
 //! The session runs as its own task. The driver hands it the call's relayed signaling and
 //! receives what to relay back and what happened to the connection.
@@ -10,6 +11,7 @@
 //! bring it back in time.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,9 +29,13 @@ use crate::ice_restart::{IceRestarts, RestartPolicy, RestartStep};
 use crate::ice_servers::{self, IceServerCache};
 pub use crate::sound::{DeviceChange, Microphone, Speaker};
 use crate::sound::{MicrophoneInput, SpeakerOutput};
+use crate::video::{self, VideoControl, VideoReceiver};
+pub use calldock_devices::camera::CameraSource;
 
 /// How calls get media.
 #[derive(Debug, Clone)]
+// A configuration, made once per engine and cloned once per call: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum MediaConfig {
     /// No media: a call counts as connected once answered (signaling tests, conformance).
     SignalingOnly,
@@ -38,6 +44,8 @@ pub enum MediaConfig {
         speaker: Speaker,
         peer: PeerSettings,
         processing: ProcessingSwitches,
+        /// What video calls show of us.
+        camera: CameraSource,
     },
 }
 
@@ -52,6 +60,8 @@ pub enum ToMedia {
     /// Another microphone or speaker, mid-call: no renegotiation, the track goes on.
     SetMicrophone(Microphone),
     SetSpeaker(Speaker),
+    /// Camera off or on again in a video call: nothing is sent while it is off.
+    CameraOff(bool),
     Stop,
 }
 
@@ -82,6 +92,21 @@ pub struct CallStats {
     pub mos: f64,
     #[serde(serialize_with = "quality_name")]
     pub quality: calldock_media::quality::QualityLabel,
+    /// In a video call.
+    pub video: Option<VideoStats>,
+}
+
+/// One second of a video call's pictures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VideoStats {
+    pub sent_fps: f64,
+    pub received_fps: f64,
+    /// Of the last picture shown; 0 before the first.
+    pub received_width: u32,
+    pub received_height: u32,
+    /// Received frames that did not decode, since the call began.
+    pub undecodable_frames: u64,
+    pub camera_off: bool,
 }
 
 fn quality_name<S: serde::Serializer>(
@@ -116,6 +141,16 @@ pub enum FromMedia {
         call_id: CallId,
         change: DeviceChange,
     },
+    /// A picture of the other side, decoded.
+    Video {
+        call_id: CallId,
+        picture: Arc<calldock_video::Picture>,
+    },
+    /// The camera stopped delivering mid-call: the call goes on without our picture.
+    CameraFailed {
+        call_id: CallId,
+        reason: String,
+    },
 }
 
 pub struct MediaSession {
@@ -124,7 +159,7 @@ pub struct MediaSession {
 }
 
 /// Starts a session for `call_id`; `offerer` sends the first offer. `ice_servers` adds the
-/// signaling server's STUN/TURN servers to those in `peer`.
+/// signaling server's STUN/TURN servers to those in `peer`. With a `camera` it is a video call.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     call_id: CallId,
@@ -133,14 +168,15 @@ pub fn start(
     speaker: Speaker,
     peer: PeerSettings,
     processing: ProcessingSwitches,
+    camera: Option<CameraSource>,
     ice_servers: Arc<IceServerCache>,
     out: mpsc::Sender<FromMedia>,
 ) -> MediaSession {
     let (to_media, inbox) = mpsc::channel(256);
     let id = call_id.clone();
     tokio::spawn(async move {
-        let result =
-            run(id.clone(), offerer, microphone, speaker, peer, processing, ice_servers, inbox, out.clone()).await;
+        let devices = Devices { microphone, speaker, camera };
+        let result = run(id.clone(), offerer, devices, peer, processing, ice_servers, inbox, out.clone()).await;
         if let Err((kind, reason)) = result {
             let _ = out.send(FromMedia::Failed { call_id: id, kind, reason }).await;
         }
@@ -161,12 +197,41 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// A session's devices as the call starts.
+struct Devices {
+    microphone: Microphone,
+    speaker: Speaker,
+    camera: Option<CameraSource>,
+}
+
+/// A video call's share of a session.
+struct VideoSession {
+    control: Arc<VideoControl>,
+    receiver: Option<VideoReceiver>,
+    /// Counters at the last stats tick: sent, received.
+    last: (u64, u64),
+}
+
+impl Drop for VideoSession {
+    fn drop(&mut self) {
+        self.control.stop();
+    }
+}
+
+/// The next message on a channel that may not be there (an audio call has no camera, and a
+/// camera that stopped has nothing more to say): never, then.
+async fn recv_if<T>(channel: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match channel {
+        Some(channel) => channel.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     call_id: CallId,
     offerer: bool,
-    microphone: Microphone,
-    speaker: Speaker,
+    devices: Devices,
     mut settings: PeerSettings,
     processing: ProcessingSwitches,
     ice_servers: Arc<IceServerCache>,
@@ -174,6 +239,7 @@ async fn run(
     out: mpsc::Sender<FromMedia>,
 ) -> Result<(), Failure> {
     let media = |e: &dyn std::fmt::Display| (FailureKind::Media, e.to_string());
+    let Devices { microphone, speaker, camera } = devices;
     // Devices first: a missing WAV or a device that cannot be opened ends the call with a
     // reason, before any network work. Speaker before microphone: on some hosts an input only
     // starts once audio flows.
@@ -193,7 +259,23 @@ async fn run(
                 .into(),
         ));
     }
+    settings.video = camera.is_some();
     let (peer, mut events) = Peer::new(&settings).await.map_err(|e| (FailureKind::Ice, e.to_string()))?;
+    // Encoded frames from the camera thread, and why it stopped if it failed.
+    let (mut camera_frames, mut camera_failed) = (None, None);
+    let mut video = camera.map(|camera| {
+        let control = Arc::new(VideoControl::default());
+        let (failed_tx, failed) = mpsc::channel(1);
+        camera_failed = Some(failed);
+        camera_frames =
+            Some(video::start_sending(camera, calldock_video::EncoderSettings::default(), control.clone(), failed_tx));
+        let (id, pictures) = (call_id.clone(), out.clone());
+        let receiver = VideoReceiver::start(control.clone(), move |picture| {
+            // A picture the UI cannot take now is stale by the next one: drop it.
+            let _ = pictures.try_send(FromMedia::Video { call_id: id.clone(), picture: Arc::new(picture) });
+        });
+        VideoSession { control, receiver, last: (0, 0) }
+    });
     let signal = |signal| FromMedia::Signal { call_id: call_id.clone(), signal };
     if offerer {
         let offer = peer.offer(false).await.map_err(|e| (FailureKind::Ice, e.to_string()))?;
@@ -244,6 +326,11 @@ async fn run(
                     }
                 }
                 Some(ToMedia::Mute(muted)) => send.set_muted(muted),
+                Some(ToMedia::CameraOff(off)) => {
+                    if let Some(v) = &video {
+                        v.control.set_camera_off(off);
+                    }
+                }
                 Some(ToMedia::SetSpeaker(wanted)) => match SpeakerOutput::open(&wanted).await {
                     Ok(opened) => {
                         tracing::info!(%call_id, device = ?wanted, "speaker switched");
@@ -311,7 +398,36 @@ async fn run(
                 Some(PeerEvent::Audio(rtp)) => {
                     receive.push_rtp(started.elapsed().as_millis() as u64, rtp.sequence, rtp.timestamp, &rtp.payload);
                 }
+                Some(PeerEvent::Video(frame)) => {
+                    if let Some(VideoSession { control, receiver: Some(receiver), .. }) = &video {
+                        receiver.push(frame, control);
+                        if control.take_keyframe_needed() {
+                            peer.request_keyframe().await;
+                        }
+                    }
+                }
             },
+            frame = recv_if(&mut camera_frames) => match frame {
+                Some(frame) => {
+                    let sent = peer.send_video(frame.data, frame.duration).await.unwrap_or_else(|e| {
+                        tracing::debug!("video frame not sent: {e}");
+                        false
+                    });
+                    // A frame not sent (video not negotiated yet: the first ones of a call) leaves
+                    // the other side without what the next ones build on: start with a key frame.
+                    if let Some(v) = &video && (!sent || peer.take_keyframe_request()) {
+                        v.control.want_keyframe();
+                    }
+                }
+                // The camera thread ended (stopped, or failed: the reason follows).
+                None => camera_frames = None,
+            },
+            reason = recv_if(&mut camera_failed) => {
+                if let Some(reason) = reason {
+                    let _ = out.send(FromMedia::CameraFailed { call_id: call_id.clone(), reason }).await;
+                }
+                camera_failed = None;
+            }
             _ = sleep_until(restarts.deadline()), if restarts.is_lost() => {
                 let now = tokio::time::Instant::now();
                 match restarts.poll(now) {
@@ -393,6 +509,20 @@ async fn run(
                     fec_percent: fec.percent(),
                     mos,
                     quality: calldock_media::quality::QualityLabel::of(mos),
+                    video: video.as_mut().map(|v| {
+                        let c = &v.control;
+                        let (sent, received) = (c.frames_sent.load(Ordering::Relaxed), c.frames_received.load(Ordering::Relaxed));
+                        let stats = VideoStats {
+                            sent_fps: (sent - v.last.0) as f64,
+                            received_fps: (received - v.last.1) as f64,
+                            received_width: c.received_width.load(Ordering::Relaxed),
+                            received_height: c.received_height.load(Ordering::Relaxed),
+                            undecodable_frames: c.undecodable.load(Ordering::Relaxed),
+                            camera_off: c.camera_off(),
+                        };
+                        v.last = (sent, received);
+                        stats
+                    }),
                 };
                 last = (peer_stats.bytes_sent, peer_stats.bytes_received, received, lost);
                 let _ = out.send(FromMedia::Stats { call_id: call_id.clone(), stats }).await;

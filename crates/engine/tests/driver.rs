@@ -297,6 +297,7 @@ async fn speech_from_each_microphone_reaches_the_other_speaker() {
         speaker: Speaker::Wav(ear.to_owned()),
         peer: calldock_peer::PeerSettings::loopback(),
         processing: calldock_audio::processing::ProcessingSwitches::OFF,
+        camera: calldock_engine::media::CameraSource::Pattern,
     };
 
     let server = start(ServerConfig::default()).await;
@@ -353,6 +354,7 @@ async fn mute_sends_silence_and_unmute_brings_speech_back() {
         speaker,
         peer: calldock_peer::PeerSettings::loopback(),
         processing: calldock_audio::processing::ProcessingSwitches::OFF,
+        camera: calldock_engine::media::CameraSource::Pattern,
     };
     let server = start(ServerConfig::default()).await;
     let base = server.base_url();

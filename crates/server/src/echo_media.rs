@@ -115,9 +115,11 @@ async fn run(
                     // 90 kHz ticks since the previous frame; 33 ms for the first.
                     let ticks = last_video.map_or(3000, |last| frame.timestamp.wrapping_sub(last).min(90_000));
                     last_video = Some(frame.timestamp);
-                    let _ = peer.send_video(frame.data, std::time::Duration::from_micros(u64::from(ticks) * 100 / 9)).await;
-                    // The caller lost the echoed picture: only the caller can send a fresh one.
-                    if peer.take_keyframe_request() {
+                    let duration = std::time::Duration::from_micros(u64::from(ticks) * 100 / 9);
+                    let sent = peer.send_video(frame.data, duration).await.unwrap_or(false);
+                    // The caller lost the echoed picture, or a frame could not be sent back yet:
+                    // only the caller can make a fresh key frame.
+                    if !sent || peer.take_keyframe_request() {
                         peer.request_keyframe().await;
                     }
                 }

@@ -63,7 +63,13 @@ impl std::fmt::Debug for Picture {
 }
 
 fn check_size(width: u32, height: u32) -> Result<(), VideoError> {
-    if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) || width > MAX_SIDE || height > MAX_SIDE {
+    if width == 0
+        || height == 0
+        || !width.is_multiple_of(2)
+        || !height.is_multiple_of(2)
+        || width > MAX_SIDE
+        || height > MAX_SIDE
+    {
         return Err(VideoError::BadSize { width, height });
     }
     Ok(())
@@ -259,6 +265,13 @@ impl Vp8Encoder {
         }
         Ok(frame)
     }
+}
+
+/// Whether a VP8 frame is a whole key frame, from its header (RFC 6386 §9.1): the frame type
+/// bit, and the start code a key frame carries after its first three bytes. A frame whose first
+/// packet went missing fails the second test.
+pub fn is_keyframe(frame: &[u8]) -> bool {
+    frame.len() >= 10 && frame[0] & 1 == 0 && frame[3..6] == [0x9d, 0x01, 0x2a]
 }
 
 /// A VP8 decoder for one incoming stream.

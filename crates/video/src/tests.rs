@@ -51,7 +51,8 @@ fn a_requested_key_frame_comes_next_and_lets_a_fresh_decoder_start() {
     // ...until the key frame it asks for.
     encoder.request_keyframe();
     let key = encoder.encode(&pattern(320, 240, 6)).unwrap().unwrap();
-    assert!(key.keyframe);
+    assert!(key.keyframe && is_keyframe(&key.data));
+    assert!(!is_keyframe(&delta.data) && !is_keyframe(&key.data[1..]), "a key frame missing its start is not one");
     let out = late.decode(&key.data).unwrap().unwrap();
     assert_eq!(counter(&out), 6);
     let next = encoder.encode(&pattern(320, 240, 7)).unwrap().unwrap();
