@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "hang_up",
     "set_muted",
     "set_video",
+    "watch_video",
     "set_microphone",
     "set_speaker",
     "list_devices",

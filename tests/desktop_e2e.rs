@@ -245,6 +245,88 @@ async fn the_real_app_makes_an_echo_test_call_and_lists_it_in_recent_calls() {
     assert!(ncc >= 0.8, "the echoed speech matches what the microphone said: ncc {ncc}");
 }
 
+/// The window of a returning user, signed up on the built-in server as Sam Tester with these
+/// settings besides, launched with `env` set (virtual devices) and signed in.
+struct ReturningUser {
+    client: Client,
+    _driver: TauriDriver,
+    _display: desktop::Display,
+    _bus: desktop::SessionBus,
+}
+
+async fn returning_user(
+    home: &Path,
+    mut settings: serde_json::Value,
+    env: impl FnOnce(&mut std::process::Command),
+) -> ReturningUser {
+    let config = home.join("config/dev.calldock.desktop");
+    std::fs::create_dir_all(&config).unwrap();
+    settings["server"] = serde_json::json!({ "kind": "built_in" });
+    settings["user_id"] = "sam".into();
+    settings["display_name"] = "Sam Tester".into();
+    std::fs::write(config.join("settings.json"), settings.to_string()).unwrap();
+    let display = desktop::xvfb();
+    let bus = desktop::session_bus();
+    let driver = TauriDriver::start(|command| {
+        desktop::window_env(command, &display, &bus, home);
+        env(command);
+    });
+    let client = tokio::time::timeout(
+        START_WAIT,
+        desktop::webdriver_session(&driver.url, desktop::tauri_capabilities(Path::new(env!("CARGO_BIN_EXE_calldock")))),
+    )
+    .await
+    .expect("the app's window is up within a minute");
+    wait_text(&client, "header.topbar", "signed in", |t| t.contains("Online as Sam Tester")).await;
+    ReturningUser { client, _driver: driver, _display: display, _bus: bus }
+}
+
+/// A video echo call in the real window: with no camera chosen the test pattern stands in, the
+/// echo bot sends the pictures back, and the window draws them (through the shell's
+/// `watch_video` channel) while the stats count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_app_makes_a_video_echo_call_and_shows_the_picture() {
+    let home = tempfile::tempdir().unwrap();
+    let window = returning_user(home.path(), serde_json::json!({ "camera": null }), |command| {
+        command.env("CALLDOCK_VIRTUAL_MIC", "silence").env("CALLDOCK_VIRTUAL_SPEAKER", "null");
+    })
+    .await;
+    let client = &window.client;
+    wait_css(client, "button[aria-label='Call Echo test']").await.click().await.unwrap();
+    wait_xpath(client, "//h1[contains(., 'Echo test')]").await;
+    wait_xpath(client, &button_with_text("Start video call")).await.click().await.unwrap();
+
+    wait_text(client, ".dock-state", "the video call connects", |t| {
+        t.contains("Connected") && t.contains("Video call")
+    })
+    .await;
+    let picture = wait_css(client, "canvas.remote-picture[data-showing='yes']").await;
+    assert_eq!(picture.attr("width").await.unwrap().as_deref(), Some("640"), "the pattern's size");
+    // The test pattern's grey stripes, back through the echo bot: many grey levels, not a
+    // blank canvas.
+    let levels = client
+        .execute(
+            "const c = document.querySelector('canvas.remote-picture'); \
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+             const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i]); return seen.size;",
+            vec![],
+        )
+        .await
+        .expect("the page runs a script");
+    let levels = levels.as_u64().unwrap_or(0);
+    assert!(levels > 50, "the picture has {levels} grey levels: is it drawn?");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    desktop::screenshot(client, &screenshots_dir().join("in-call-video.png")).await;
+    wait_css(client, "button.badge").await.click().await.unwrap();
+    let details = wait_css(client, "[role=region][aria-label='Call quality details']").await.text().await.unwrap();
+    println!("quality details: {}", details.replace('\n', " | "));
+    assert!(details.contains("Video"), "the quality popover shows the video figures: {details:?}");
+    wait_xpath(client, &button_with_text("End call")).await.click().await.unwrap();
+    wait_css(client, "#summary-title").await;
+    let _ = window.client.clone().close().await;
+    drop(window);
+}
+
 /// A call ringing in to the window: the incoming dialog with its countdown, the ringtone on the
 /// ringer device (a PulseAudio null sink, recorded from its monitor by parec), accept with
 /// audio from the dialog, and the ringing stops as the call connects. The caller is a headless
@@ -254,30 +336,14 @@ async fn an_incoming_call_rings_in_the_window_until_it_is_accepted() {
     let pulse = support::pulse::VirtualPulse::start(&["ring"]);
     let home = tempfile::tempdir().unwrap();
     let (mic, _) = support::speak(home.path(), "mic.wav", "Hello from the window.");
-    // A returning user: signed up on the built-in server, ringing on the null sink.
-    let config = home.path().join("config/dev.calldock.desktop");
-    std::fs::create_dir_all(&config).unwrap();
-    let settings = serde_json::json!({
-        "server": { "kind": "built_in" },
-        "user_id": "sam",
-        "display_name": "Sam Tester",
-        "ringer": { "device": "pulseaudio:ring", "volume": 0.8 },
-    });
-    std::fs::write(config.join("settings.json"), settings.to_string()).unwrap();
-    let display = desktop::xvfb();
-    let bus = desktop::session_bus();
-    let driver = TauriDriver::start(|command| {
-        desktop::window_env(command, &display, &bus, home.path());
+    // Ringing on the null sink.
+    let ringer = serde_json::json!({ "ringer": { "device": "pulseaudio:ring", "volume": 0.8 } });
+    let window = returning_user(home.path(), ringer, |command| {
         pulse.apply(command);
         command.env("CALLDOCK_VIRTUAL_MIC", &mic).env("CALLDOCK_VIRTUAL_SPEAKER", "null");
-    });
-    let client = tokio::time::timeout(
-        START_WAIT,
-        desktop::webdriver_session(&driver.url, desktop::tauri_capabilities(Path::new(env!("CARGO_BIN_EXE_calldock")))),
-    )
-    .await
-    .expect("the app's window is up within a minute");
-    wait_text(&client, "header.topbar", "signed in", |t| t.contains("Online as Sam Tester")).await;
+    })
+    .await;
+    let client = &window.client;
     // The built-in server's address, from the shell itself (the UI shows it in Settings).
     let server = client
         .execute_async(
@@ -296,33 +362,33 @@ async fn an_incoming_call_rings_in_the_window_until_it_is_accepted() {
     caller.args(["--bind", "127.0.0.1:0", "--duration", "3"]).stdout(std::process::Stdio::null());
     let mut caller = support::Running(caller.spawn().unwrap());
 
-    let dialog = wait_css(&client, "[role=alertdialog]").await;
+    let dialog = wait_css(client, "[role=alertdialog]").await;
     let rang_at = Instant::now();
     let text = dialog.text().await.unwrap();
     assert!(text.contains("bob"), "the dialog names the caller: {text:?}");
     let countdown =
-        wait_text(&client, "[role=alertdialog] [role=timer]", "the countdown", |t| t.ends_with("s left to answer"))
+        wait_text(client, "[role=alertdialog] [role=timer]", "the countdown", |t| t.ends_with("s left to answer"))
             .await;
     println!("incoming: {countdown}");
-    desktop::screenshot(&client, &screenshots_dir().join("incoming.png")).await;
-    assert_no_error_banner(&client, "while a call rings in").await;
+    desktop::screenshot(client, &screenshots_dir().join("incoming.png")).await;
+    assert_no_error_banner(client, "while a call rings in").await;
     // Let it ring two seconds, then answer from the dialog.
     tokio::time::sleep(Duration::from_secs(2)).await;
     wait_xpath(
-        &client,
+        client,
         "//button[starts-with(@aria-label, 'Accept call from') and contains(@aria-label, 'with audio')]",
     )
     .await
     .click()
     .await
     .unwrap();
-    wait_text(&client, ".dock-state", "the answered call connects", |t| t.contains("Connected")).await;
+    wait_text(client, ".dock-state", "the answered call connects", |t| t.contains("Connected")).await;
     let connected_at = Instant::now();
     assert_eq!(caller.wait(Duration::from_secs(20)), 0, "the caller held the call for its duration");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rang = recording.stop();
-    let _ = client.close().await;
-    drop(driver);
+    let _ = window.client.clone().close().await;
+    drop(window);
 
     let at = |instant: Instant| instant.saturating_duration_since(rang.start).as_secs_f64();
     let ringing = support::pulse::level_between(&rang.samples, at(rang_at) + 0.3, at(rang_at) + 1.8);

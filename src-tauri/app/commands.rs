@@ -7,8 +7,10 @@ use std::sync::Arc;
 use calldock_doctor::Report;
 use calldock_protocol::Media;
 use tauri::State;
+use tauri::ipc::{Channel, InvokeResponseBody};
 
 use super::contacts::Contact;
+use super::os::Desktop;
 use super::settings::Settings;
 use super::shell::{AppState, DeviceList, MuteSource, Shell};
 use super::transport::{Arg, CallViewJson, IpcError, RecentCallJson};
@@ -92,11 +94,18 @@ pub async fn set_muted(shell: State<'_, Arc<Shell>>, muted: Arg<bool>) -> Reply<
     shell.set_muted(muted.0, MuteSource::Ui).await
 }
 
-/// Video needs the engine to carry it; until then the UI keeps its test pattern.
 #[tauri::command]
-pub fn set_video(enabled: Arg<bool>) -> Reply<()> {
-    let _ = enabled.0;
-    Err(IpcError::video_unavailable())
+pub async fn set_video(shell: State<'_, Arc<Shell>>, enabled: Arg<bool>) -> Reply<()> {
+    shell.set_video(enabled.0).await
+}
+
+/// Where the pictures of a video call's other side go: each message is 8 bytes (width and
+/// height, u32 little-endian) and the picture in I420 (docs/desktop-ipc.md). A later call
+/// replaces the channel (the in-call screen opens one each time it shows).
+#[tauri::command]
+pub fn watch_video(desktop: State<'_, Arc<Desktop>>, frames: Channel<InvokeResponseBody>) -> Reply<()> {
+    desktop.watch_video(frames);
+    Ok(())
 }
 
 #[tauri::command]

@@ -63,6 +63,7 @@ pub fn run() -> ExitCode {
             commands::hang_up,
             commands::set_muted,
             commands::set_video,
+            commands::watch_video,
             commands::set_microphone,
             commands::set_speaker,
             commands::list_devices,
@@ -108,6 +109,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         VirtualDevices::from_env(),
     );
     app.manage(shell.clone());
+    app.manage(desktop.clone());
 
     // The window is made here, after the shell is managed, so its first command finds it
     // (tauri.conf.json has `create: false` for it).

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager};
@@ -35,12 +36,28 @@ struct Tray {
 pub struct Desktop {
     app: AppHandle,
     tray: Mutex<Option<Tray>>,
+    /// The UI's channel for video pictures (`watch_video`).
+    video: Mutex<Option<Channel<InvokeResponseBody>>>,
 }
 
 impl Desktop {
     pub fn new(app: AppHandle) -> Self {
-        Self { app, tray: Mutex::new(None) }
+        Self { app, tray: Mutex::new(None), video: Mutex::new(None) }
     }
+
+    pub fn watch_video(&self, frames: Channel<InvokeResponseBody>) {
+        *self.video.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
+    }
+}
+
+/// A picture as the UI's `watch_video` channel carries it: width and height (u32 little-endian),
+/// then the I420 planes.
+pub fn video_message(picture: &calldock_video::Picture) -> Vec<u8> {
+    let mut message = Vec::with_capacity(8 + picture.as_i420().len());
+    message.extend_from_slice(&picture.width().to_le_bytes());
+    message.extend_from_slice(&picture.height().to_le_bytes());
+    message.extend_from_slice(picture.as_i420());
+    message
 }
 
 impl Outbox for Desktop {
@@ -56,6 +73,15 @@ impl Outbox for Desktop {
             let _ = tray.status.set_text(text);
             let _ = tray.mute.set_checked(muted);
             let _ = tray.icon.set_tooltip(Some(text));
+        }
+    }
+
+    fn video_frame(&self, _call_id: &str, picture: &calldock_video::Picture) {
+        let video = self.video.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(frames) = video.as_ref()
+            && let Err(e) = frames.send(InvokeResponseBody::Raw(video_message(picture)))
+        {
+            tracing::debug!(error = %e, "a video picture did not reach the window");
         }
     }
 

@@ -76,12 +76,14 @@ pub struct DeviceList {
 }
 
 /// A WAV file (or silence / nothing) standing in for the microphone or speaker in every call,
-/// from `CALLDOCK_VIRTUAL_MIC` / `CALLDOCK_VIRTUAL_SPEAKER`: support replays a customer's
-/// problem this way (SPEC), and end-to-end tests call without sound hardware.
+/// from `CALLDOCK_VIRTUAL_MIC` / `CALLDOCK_VIRTUAL_SPEAKER`, and a Y4M file (or `pattern`) for
+/// the camera in video calls, from `CALLDOCK_VIRTUAL_CAMERA`: support replays a customer's
+/// problem this way (SPEC), and end-to-end tests call without sound or camera hardware.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VirtualDevices {
     pub microphone: Option<Microphone>,
     pub speaker: Option<Speaker>,
+    pub camera: Option<CameraSource>,
 }
 
 impl VirtualDevices {
@@ -92,6 +94,8 @@ impl VirtualDevices {
                 .map(|p| if p.as_os_str() == "silence" { Microphone::Silence } else { Microphone::Wav(p) }),
             speaker: var("CALLDOCK_VIRTUAL_SPEAKER")
                 .map(|p| if p.as_os_str() == "null" { Speaker::Null } else { Speaker::Wav(p) }),
+            camera: var("CALLDOCK_VIRTUAL_CAMERA")
+                .map(|p| if p.as_os_str() == "pattern" { CameraSource::Pattern } else { CameraSource::Y4m(p) }),
         }
     }
 }
@@ -458,10 +462,13 @@ impl Shell {
             speaker: self.speaker(settings),
             peer,
             processing: settings.processing.into(),
-            camera: match settings.camera.as_deref().and_then(CameraChoice::parse) {
-                Some(choice) => CameraSource::Device(choice),
-                None => CameraSource::Pattern,
-            },
+            camera: self.virtual_devices.camera.clone().unwrap_or_else(|| {
+                match settings.camera.as_deref().and_then(CameraChoice::parse) {
+                    Some(choice) => CameraSource::Device(choice),
+                    // "No camera" in the UI: the test pattern stands in, as in the preview.
+                    None => CameraSource::Pattern,
+                }
+            }),
         };
         config
     }
@@ -719,6 +726,15 @@ impl Shell {
         self.ringing.on_muted(muted);
         self.outbox.emit("mute-changed", json!({ "muted": muted, "source": source }));
         self.tray_update();
+        Ok(())
+    }
+
+    /// Camera on or off in video calls (the `v` key): the call goes on either way.
+    pub async fn set_video(&self, enabled: bool) -> Result<(), IpcError> {
+        let engine = self.state().engine.clone();
+        if let Some(engine) = engine {
+            engine.set_camera_off(!enabled).await?;
+        }
         Ok(())
     }
 
@@ -1104,7 +1120,7 @@ mod tests {
             keychain,
             ui.clone(),
             Handle::current(),
-            VirtualDevices { microphone: Some(Microphone::Silence), speaker: Some(Speaker::Null) },
+            VirtualDevices { microphone: Some(Microphone::Silence), speaker: Some(Speaker::Null), camera: None },
         );
         Fixture { shell, ui, _dirs: dirs }
     }

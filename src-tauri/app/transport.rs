@@ -36,10 +36,6 @@ impl IpcError {
     pub fn not_configured() -> Self {
         Self::new("not_configured", "no server and user are set up yet: finish the first-run setup")
     }
-
-    pub fn video_unavailable() -> Self {
-        Self::new("video_unavailable", "video is not available in this version of Calldock")
-    }
 }
 
 impl From<EngineError> for IpcError {

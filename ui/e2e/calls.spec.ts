@@ -152,10 +152,10 @@ test("the whole flow with the keyboard alone: incoming → accept → stats → 
   await page.keyboard.press("m");
   await expect(page.getByRole("button", { name: "Mute", exact: true })).toHaveAttribute("aria-pressed", "false");
 
-  // v asks for video; this build has none, so a message says what happened.
+  // v in an audio call: no camera to turn on, and a message says how to be seen.
   await page.keyboard.press("v");
-  expect(await shell.sent("set_video")).toEqual([{ enabled: true }]);
-  await expect(page.getByText("Video is not available in this version.")).toBeVisible();
+  await expect(page.getByText("This is an audio call: there is no camera in it.")).toBeVisible();
+  expect(await shell.sent("set_video")).toEqual([]);
 
   // Tab to "End call" and press Enter.
   for (let i = 0; i < 12; i++) {
@@ -181,6 +181,44 @@ test("the whole flow with the keyboard alone: incoming → accept → stats → 
   const recents = page.getByRole("list", { name: "Recent calls" });
   await expect(recents.locator("li").first()).toHaveAttribute("data-call-id", "k1");
   await expect(recents.locator("li").first()).toContainText("Ada Lovelace");
+});
+
+test("a video call shows the other side's picture; v turns the camera off and on; a camera that fails says so", async ({
+  shell,
+  page,
+}) => {
+  await shell.open();
+  await shell.incoming("v1", "ada", "Ada Lovelace", { media: "video" });
+  await page.getByRole("button", { name: "Accept call from Ada Lovelace with video" }).click();
+  // The camera is on for a video call, whatever the last one left it at.
+  expect(await shell.sent("set_video")).toEqual([{ enabled: true }]);
+  expect(await shell.sent("accept_call")).toEqual([{ callId: "v1", media: "video" }]);
+  await shell.state("v1", "connected");
+  const picture = page.getByRole("img", { name: "Ada Lovelace's video" });
+  await expect(picture).toBeVisible();
+  // The pictures are drawn: the canvas takes their size and shows their colours.
+  await expect(picture).toHaveAttribute("width", "160");
+  const pixel = await picture.evaluate((canvas: HTMLCanvasElement) =>
+    Array.from(canvas.getContext("2d")!.getImageData(80, 60, 1, 1).data),
+  );
+  expect(pixel[3]).toBe(255);
+  expect(pixel[2]! > pixel[1]!, `blue-ish chroma came through: ${pixel}`).toBe(true);
+  await shell.screenshot("in-call-video");
+
+  await page.locator("#dock-title").focus();
+  await page.keyboard.press("v");
+  await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "false");
+  await expect(page.locator("#live-polite")).toContainText("Camera off.");
+  await page.keyboard.press("v");
+  await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "true");
+  expect(await shell.sent("set_video")).toEqual([{ enabled: true }, { enabled: false }, { enabled: true }]);
+
+  await shell.emit("camera-failed", { call_id: "v1", error: { code: "camera_failed", message: "camera /dev/video0 stopped delivering frames" } });
+  const notice = page.getByRole("alert").filter({ hasText: "Your camera stopped: the other side no longer sees you." });
+  await expect(notice).toContainText("camera /dev/video0 stopped delivering frames");
+  await expect(page.locator("#live-assertive")).toContainText("Your camera stopped");
+  await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "false");
+  await shell.expectAccessible("in-call video");
 });
 
 test("an outgoing call from the contacts, through pre-join, is placed and can be canceled", async ({ shell, page }) => {

@@ -15,6 +15,7 @@ import type {
   RecentCall,
   Settings,
 } from "../src/ipc";
+import { pictureMessage } from "../src/logic/video";
 import type { Scenario, MockApi, Logged } from "./types";
 
 declare global {
@@ -22,10 +23,13 @@ declare global {
     __scenario?: Scenario;
     __mock: MockApi;
     __csp: string[];
+    /** What mockIPC installs: how a channel's messages reach the page. */
+    __TAURI_INTERNALS__: { runCallback: (id: number, data: unknown) => void };
   }
 }
 
 const scenario: Scenario = window.__scenario ?? {};
+let video: ReturnType<typeof setInterval> | undefined;
 const now = () => Date.now();
 
 const settings: Settings = {
@@ -198,8 +202,20 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
       void emit("mute-changed", { muted: Boolean(args["muted"]), source: "ui" });
       return null;
     case "set_video":
-      if (!scenario.video) fail("video_unavailable", "this build carries audio only");
       return null;
+    case "watch_video": {
+      // Pictures of the other side, as the shell sends them: a moving gradient, 15 a second.
+      const frames = args["frames"] as { id: number };
+      if (video) clearInterval(video);
+      let index = 0;
+      video = setInterval(() => {
+        const shift = index * 8;
+        const message = pictureMessage(160, 120, (x, y) => [16 + ((x + shift) % 200), 64 + (y % 128), 192]);
+        window.__TAURI_INTERNALS__.runCallback(frames.id, { message, index });
+        index += 1;
+      }, 66);
+      return null;
+    }
     case "set_microphone":
     case "set_speaker":
       return null;

@@ -10,7 +10,6 @@ export interface Scenario {
   failures?: Record<string, IpcError>;
   calls?: CallView[];
   noRecents?: boolean;
-  video?: boolean;
 }
 
 export interface Logged {

@@ -1,7 +1,7 @@
 // The one module of the UI that talks to the Tauri shell: every `invoke` and every `listen`.
 // It mirrors docs/desktop-ipc.md exactly; change both together.
 
-import { invoke } from "@tauri-apps/api/core";
+import { Channel, invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
 // ---- Scalars -------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ export type ErrorCode =
   | "device_open_failed"
   | "device_failed"
   | "device_enumeration_failed"
-  | "video_unavailable"
+  | "camera_failed"
   | "doctor_busy"
   | "invalid_argument"
   | "ipc_unavailable"
@@ -111,6 +111,18 @@ export interface CallStats {
   fec_percent: number;
   mos: number;
   quality: QualityLabel;
+  /** In a video call. */
+  video?: VideoStats | null;
+}
+
+export interface VideoStats {
+  sent_fps: number;
+  received_fps: number;
+  /** Of the last picture shown; 0 before the first. */
+  received_width: number;
+  received_height: number;
+  undecodable_frames: number;
+  camera_off: boolean;
 }
 
 export type CallEventPayload =
@@ -288,6 +300,7 @@ export interface Commands {
   hang_up: [{ callId: CallId }, null];
   set_muted: [{ muted: boolean }, null];
   set_video: [{ enabled: boolean }, null];
+  watch_video: [{ frames: Channel<ArrayBuffer> }, null];
   set_microphone: [{ device: DeviceChoice }, null];
   set_speaker: [{ device: DeviceChoice }, null];
   list_devices: [Record<string, never>, DeviceList];
@@ -342,6 +355,8 @@ export interface Events {
   call: CallEventPayload;
   "call-stats": { call_id: CallId; stats: CallStats };
   "device-fallback": DeviceFallback;
+  /** Our camera stopped mid-call; the call goes on without our picture. */
+  "camera-failed": { call_id: CallId; error: IpcError };
   signaling: SignalingState;
   "token-refreshed": { expires_at: UnixMillis };
   "devices-changed": DevicesChanged;
@@ -358,4 +373,15 @@ export type EventName = keyof Events;
 export async function on<E extends EventName>(event: E, handler: (payload: Events[E]) => void): Promise<UnlistenFn> {
   if (!hasTauri()) return () => {};
   return listen<Events[E]>(event, (e) => handler(e.payload));
+}
+
+/**
+ * Pictures of a video call's other side, as they are decoded (docs/desktop-ipc.md,
+ * `watch_video`): each message is the picture's width and height (u32 little-endian) and its
+ * I420 planes. A new watch replaces the previous one.
+ */
+export async function watchVideo(onPicture: (message: ArrayBuffer) => void): Promise<void> {
+  const frames = new Channel<ArrayBuffer>();
+  frames.onmessage = onPicture;
+  await call("watch_video", { frames });
 }

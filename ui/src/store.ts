@@ -163,6 +163,12 @@ export class Store {
         });
         this.say(`Your ${what} changed: now using ${e.device}.`, true);
       }),
+      on("camera-failed", (e) => {
+        const p = describeError(e.error);
+        this.notify({ tone: "warn", ...p });
+        this.set({ video: false });
+        this.say("Your camera stopped.", true);
+      }),
       on("devices-changed", (e) => {
         this.set({ devices: { devices: e.devices, cameras: e.cameras }, devicesError: null });
         if (e.added.length || e.removed.length) {
@@ -256,6 +262,7 @@ export class Store {
   async startCall(contact: Contact, media: Media): Promise<void> {
     try {
       await call("stop_mic_meter").catch(() => null);
+      await this.cameraForCall(media);
       const id = await call("start_call", { to: contact.user_id, media });
       this.set((m) => ({
         calls: calls.startOutgoing(m.calls, id, contact.user_id, contact.display_name, media, this.clock()),
@@ -271,10 +278,18 @@ export class Store {
   async accept(id: string, media: Media): Promise<void> {
     try {
       this.set((m) => ({ calls: calls.markAccepted(m.calls, id, media) }));
+      await this.cameraForCall(media);
       await call("accept_call", { callId: id, media });
     } catch (e) {
       this.fail(e, "The call could not be answered.");
     }
+  }
+
+  /** A video call starts with the camera on, whatever the last call left it at. */
+  private async cameraForCall(media: Media): Promise<void> {
+    if (media !== "video") return;
+    await call("set_video", { enabled: true });
+    this.set({ video: true });
   }
 
   async decline(id: string): Promise<void> {
@@ -345,6 +360,18 @@ export class Store {
   }
 
   async toggleVideo(): Promise<void> {
+    const current = calls.dockCall(this.model.calls);
+    if (current && current.media !== "video") {
+      // The camera joins video calls only: an audio call carries no picture to turn on.
+      this.notify({
+        tone: "info",
+        title: "This is an audio call: there is no camera in it.",
+        action: "To be seen, hang up and call again with video.",
+        detail: "",
+        fix: null,
+      });
+      return;
+    }
     const enabled = !this.model.video;
     try {
       await call("set_video", { enabled });

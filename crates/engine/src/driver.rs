@@ -58,6 +58,7 @@ pub struct Driver {
     media_tx: mpsc::Sender<FromMedia>,
     media_rx: mpsc::Receiver<FromMedia>,
     muted: bool,
+    camera_off: bool,
     /// The signaling server's STUN/TURN servers, shared by this engine's calls.
     ice_servers: Arc<IceServerCache>,
     /// Users whose presence the application follows; watched again after a reconnect.
@@ -96,6 +97,7 @@ impl Driver {
             media_tx,
             media_rx,
             muted: false,
+            camera_off: false,
             ice_servers,
             watched: BTreeSet::new(),
         }
@@ -126,6 +128,12 @@ impl Driver {
                         self.muted = muted;
                         for m in &self.media {
                             let _ = m.to_media.try_send(ToMedia::Mute(muted));
+                        }
+                    }
+                    Some(Request::SetCameraOff(off)) => {
+                        self.camera_off = off;
+                        for m in &self.media {
+                            let _ = m.to_media.try_send(ToMedia::CameraOff(off));
                         }
                     }
                     Some(Request::SetMicrophone(wanted)) => {
@@ -388,6 +396,7 @@ impl Driver {
                     self.media_tx.clone(),
                 );
                 let _ = session.to_media.try_send(ToMedia::Mute(self.muted));
+                let _ = session.to_media.try_send(ToMedia::CameraOff(self.camera_off));
                 self.media.push(session);
             }
         }

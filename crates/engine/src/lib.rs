@@ -189,6 +189,7 @@ enum Request {
     Calls(oneshot::Sender<Vec<CallView>>),
     HangUpAll(oneshot::Sender<Result<usize, EngineError>>),
     SetMuted(bool),
+    SetCameraOff(bool),
     SetMicrophone(media::Microphone),
     SetSpeaker(media::Speaker),
     WatchPresence(Vec<UserId>),
@@ -279,6 +280,12 @@ impl Engine {
     /// call and its track go on; the other side hears silence.
     pub async fn set_muted(&self, muted: bool) -> Result<(), EngineError> {
         self.requests.send(Request::SetMuted(muted)).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Turns the camera off or on again in every video call (and video calls to come). The
+    /// call goes on; while it is off nothing of our picture is sent.
+    pub async fn set_camera_off(&self, off: bool) -> Result<(), EngineError> {
+        self.requests.send(Request::SetCameraOff(off)).await.map_err(|_| EngineError::Stopped)
     }
 
     /// Switches the microphone in every call (and calls to come) without renegotiating: the

@@ -408,6 +408,13 @@ async fn run(
                 }
             },
             frame = recv_if(&mut camera_frames) => match frame {
+                // Before media connects there is nowhere to send it (the frame would only be
+                // refused for want of SRTP keys): drop it, and start with a key frame.
+                Some(_) if !connected => {
+                    if let Some(v) = &video {
+                        v.control.want_keyframe();
+                    }
+                }
                 Some(frame) => {
                     let sent = peer.send_video(frame.data, frame.duration).await.unwrap_or_else(|e| {
                         tracing::debug!("video frame not sent: {e}");

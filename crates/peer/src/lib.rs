@@ -19,11 +19,9 @@ use reception_reports::ReceptionReportReader;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media::Sample;
-use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use webrtc::media_stream::track_local::TrackLocal;
@@ -38,6 +36,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 mod reception_reports;
+mod vp8_frames;
 pub use reception_reports::ReceptionReports;
 
 /// A STUN or TURN server (TURN over UDP only: webrtc 0.21 has no TCP/TLS relay).
@@ -250,22 +249,21 @@ impl RemoteVideo {
 async fn read_video(track: Arc<dyn TrackRemote>, remote: Arc<RemoteVideo>, events: mpsc::Sender<PeerEvent>) {
     // Wait up to 200 ms (about two retransmission round trips on a long path) for a missing
     // packet before giving its frame up.
-    let mut frames =
-        SampleBuilder::new(256, Vp8Packet::default(), 90_000).with_max_time_delay(Duration::from_millis(200));
+    let mut frames = vp8_frames::FrameAssembler::new(200);
     let mut first = true;
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
-                frames.push(Instant::now(), packet);
-                while let Some(sample) = frames.pop(Instant::now()) {
-                    let after_loss = sample.prev_dropped_packets > sample.prev_padding_packets;
+                let header = &packet.header;
+                for frame in frames.push(header.sequence_number, header.timestamp, header.marker, &packet.payload) {
                     // VP8's payload header: bit 0 of the first byte clear on a key frame.
-                    let keyframe = sample.data.first().is_some_and(|b| b & 1 == 0);
-                    if (after_loss || first) && !keyframe {
+                    let keyframe = frame.data.first().is_some_and(|b| b & 1 == 0);
+                    if (frame.after_loss || first) && !keyframe {
                         remote.request_keyframe().await;
                     }
                     first = false;
-                    let frame = VideoFrame { timestamp: sample.packet_timestamp, data: sample.data, after_loss };
+                    let frame =
+                        VideoFrame { timestamp: frame.timestamp, data: frame.data, after_loss: frame.after_loss };
                     // A frame that cannot be queued is late anyway; the decoder will ask for a
                     // key frame if what follows does not decode.
                     let _ = events.try_send(PeerEvent::Video(frame));

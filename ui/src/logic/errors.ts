@@ -87,10 +87,10 @@ const KNOWN: Record<string, Entry> = {
     "Check that the system's sound service (PulseAudio or PipeWire) is running.",
     "retry",
   ],
-  video_unavailable: [
-    "Video is not available in this version.",
-    "The call goes on with audio.",
-    null,
+  camera_failed: [
+    "Your camera stopped: the other side no longer sees you.",
+    "The call goes on with audio. Reconnect the camera, or close the program using it, then call again.",
+    "devices",
   ],
   doctor_busy: ["A setup check is already running.", "Wait for it to finish.", null],
   invalid_argument: [

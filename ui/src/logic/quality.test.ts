@@ -59,6 +59,7 @@ describe("path and popover", () => {
     expect(byName["Loss protection"]).toBe("Off (no loss reported)");
     expect(byName["MOS"]).toBe("4.05 (Good)");
     expect(byName["Path"]).toBe("Relayed (TURN)");
+    expect(byName["Video"], "no video row in an audio call").toBeUndefined();
   });
   it("shows the other side's view of our loss once it has reported, and the FEC it led to", () => {
     const rows = statRows(stats({ loss_percent: 0.4, sent_loss_percent: 6.25, fec_percent: 5 }));
@@ -67,6 +68,14 @@ describe("path and popover", () => {
     expect(byName["Loss protection"]).toBe("FEC for up to 5 % loss");
     const early = statRows(stats({ loss_percent: 0, sent_loss_percent: null }));
     expect(early.find((r) => r.name === "Packet loss")?.value).toBe("0.0 % received");
+  });
+  it("shows a video call's pictures both ways", () => {
+    const video = { sent_fps: 30, received_fps: 29.6, received_width: 640, received_height: 480, undecodable_frames: 0, camera_off: false };
+    const row = (patch: Partial<typeof video>) =>
+      statRows(stats({ video: { ...video, ...patch } })).find((r) => r.name === "Video")?.value;
+    expect(row({})).toBe("30 fps at 640×480 received · 30 fps sent");
+    expect(row({ received_width: 0, received_height: 0, camera_off: true })).toBe("none received yet · camera off");
+    expect(row({ undecodable_frames: 3 })).toBe("30 fps at 640×480 received · 30 fps sent · 3 frames lost");
   });
   it("says when RTT is not measured yet", () => {
     const rows = statRows(stats({ rtt_ms: null }));

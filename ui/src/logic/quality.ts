@@ -84,7 +84,16 @@ export function statRows(stats: CallStats | null): StatRow[] {
     { name: "Path", value: pathText },
     { name: "Codec", value: stats.codec ?? "–" },
     { name: "Bitrate", value: `${num(stats.send_kbps, 0)} kbps up, ${num(stats.receive_kbps, 0)} kbps down` },
+    ...(stats.video ? [videoRow(stats.video)] : []),
   ];
+}
+
+function videoRow(v: NonNullable<CallStats["video"]>): StatRow {
+  const received =
+    v.received_width > 0 ? `${num(v.received_fps, 0)} fps at ${v.received_width}×${v.received_height} received` : "none received yet";
+  const sent = v.camera_off ? "camera off" : `${num(v.sent_fps, 0)} fps sent`;
+  const broken = v.undecodable_frames > 0 ? ` · ${v.undecodable_frames} frames lost` : "";
+  return { name: "Video", value: `${received} · ${sent}${broken}` };
 }
 
 /** Running summary of a call's quality, for the post-call screen. */

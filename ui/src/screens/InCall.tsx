@@ -4,6 +4,7 @@ import { useEffect } from "preact/hooks";
 import { DeviceSelect } from "../components/DeviceSelect";
 import { Icon } from "../components/icons";
 import { QualityBadge } from "../components/QualityBadge";
+import { RemoteVideo } from "../components/RemoteVideo";
 import { useScreenFocus } from "../components/hooks";
 import { stateText, type CallEntry } from "../logic/calls";
 import { callElapsed, formatDuration, spokenDuration } from "../logic/time";
@@ -53,6 +54,7 @@ export function InCall({ store, model, call }: { store: Store; model: Model; cal
         </p>
       )}
       {(live || call.state === "connecting") && <QualityBadge stats={call.stats} />}
+      {call.media === "video" && (live || call.state === "connecting") && <RemoteVideo name={name} />}
       {model.talking && <p class="talking">Talking (release Space to mute again)</p>}
       <div class="controls" role="group" aria-label="Call controls">
         <button
