@@ -270,16 +270,7 @@ fn video_echo_test_returns_the_callers_pictures() {
     use calldock_video::test_pattern::{counter, pattern};
     let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
     let dir = tempfile::tempdir().unwrap();
-    let camera = dir.path().join("camera.y4m");
-    {
-        let file = std::io::BufWriter::new(std::fs::File::create(&camera).unwrap());
-        let mut y4m = y4m::encode(640, 480, y4m::Ratio::new(30, 1)).write_header(file).unwrap();
-        for index in 0..60 {
-            let picture = pattern(640, 480, index);
-            let (u, v) = picture.chroma();
-            y4m.write_frame(&y4m::Frame::new([picture.luma(), u, v], None)).unwrap();
-        }
-    }
+    let camera = support::pattern_y4m(dir.path(), "camera.y4m", 60);
     let received = dir.path().join("received.y4m");
     let out = run(
         &server,
@@ -303,19 +294,25 @@ fn video_echo_test_returns_the_callers_pictures() {
     );
     let output = text(&out);
     assert_eq!(out.status.code(), Some(0), "{output}");
-    let mut decoder = y4m::decode(std::fs::File::open(&received).expect("--video-out written")).unwrap();
-    assert_eq!((decoder.get_width(), decoder.get_height()), (640, 480));
-    let mut indices = Vec::new();
-    while let Ok(frame) = decoder.read_frame() {
-        let luma = frame.get_y_plane().to_vec();
+    let (width, height, frames) = support::read_y4m_luma(&received);
+    assert_eq!((width, height), (640, 480));
+    let (mut indices, mut psnrs) = (Vec::new(), Vec::new());
+    for luma in frames {
         let picture = calldock_video::Picture::from_luma(640, 480, &luma).unwrap();
         let index = counter(&picture);
         assert!(index < 60, "frame {} reads as {index}", indices.len());
         let psnr =
             picture.luma_psnr(&calldock_video::Picture::from_luma(640, 480, pattern(640, 480, index).luma()).unwrap());
-        assert!(psnr.unwrap() > 28.0, "frame {} ({index}) came back at {psnr:?} dB", indices.len());
+        // A wrong picture would be near 10 dB; a key frame the receiver asked for comes at a
+        // coarser quantizer than the frames after it (constant bitrate), so each frame need only
+        // be clearly itself, and the run as a whole good.
+        assert!(psnr.unwrap() > 20.0, "frame {} ({index}) came back at {psnr:?} dB", indices.len());
+        psnrs.push(psnr.unwrap());
         indices.push(index);
     }
+    psnrs.sort_by(f64::total_cmp);
+    let median = psnrs[psnrs.len() / 2];
+    assert!(median > 30.0, "median luma PSNR {median:.1} dB");
     // Four seconds at 30 frames a second, less the call's setup.
     assert!(indices.len() >= 75, "{} pictures came back:\n{output}", indices.len());
     let in_order = indices.windows(2).filter(|w| w[1] == (w[0] + 1) % 60).count();

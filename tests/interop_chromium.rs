@@ -271,6 +271,76 @@ fn calldock_calls_chromium() -> Result<(), String> {
     )
 }
 
+/// A video call between Calldock and Chromium: Calldock's camera is a Y4M file of numbered
+/// pictures, Chromium's its fake camera. Chromium decodes Calldock's VP8 at its size; Calldock
+/// decodes Chromium's (written out with `--video-out`) and the pictures move.
+#[test]
+fn calldock_and_chromium_hold_a_video_call() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    up_to_two_tries("calldock → chromium video call", calldock_and_chromium_video);
+}
+
+fn calldock_and_chromium_video() -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&[]);
+    let (calldock_mic, _) = speak(dir.path(), "calldock.wav", "Video from Calldock.");
+    let (chromium_mic, _) = speak(dir.path(), "chromium.wav", "Video from Chromium.");
+    let calldock_ear = dir.path().join("calldock-heard.wav");
+    let camera = support::pattern_y4m(dir.path(), "camera.y4m", 90);
+    let received = dir.path().join("from-chromium.y4m");
+
+    let mut page = PageServer::start();
+    let url = format!("{}&video=1", page.url(&server, "bob", "answer", None));
+    let _browser = chromium::Browser::launch(&url, &chromium_mic, dir.path());
+    page.wait("the page to sign in", Duration::from_secs(15), |p| p.ready);
+
+    let out_path = dir.path().join("calldock.out");
+    let mut alice = Running(
+        calldock()
+            .env("CALLDOCK_LOG", CALLDOCK_LOG)
+            .args(["call", "bob", "--video", "--server", &server.base, "--user", "alice", "--duration", HOLD_SECONDS])
+            .args(["--stats", "--camera", camera.to_str().unwrap(), "--video-out", received.to_str().unwrap()])
+            .args(media(&calldock_mic, &calldock_ear))
+            .stdout(File::create(&out_path).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("calldock call starts"),
+    );
+    let code = alice.wait(Duration::from_secs(20));
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert_eq!(code, 0, "calldock call:\n{out}");
+    let (result, _) = page.wait_for_result(Duration::from_secs(10));
+    let stats = &result["stats"];
+    println!("chromium's video stats: {stats}");
+    println!("calldock's last stats: {}", out.lines().rev().find(|l| l.starts_with("stats:")).unwrap_or("-"));
+
+    // Chromium decoded Calldock's pictures, at their size, steadily.
+    let decoded = stats["video_frames_decoded"].as_u64().unwrap_or(0);
+    if decoded < 90 {
+        return Err(format!("Chromium decoded {decoded} of Calldock's frames in {HOLD_SECONDS} s: {stats}\n{out}"));
+    }
+    assert_eq!((stats["video_frame_width"].as_u64(), stats["video_frame_height"].as_u64()), (Some(640), Some(480)));
+    assert_eq!(stats["video_codec"], "video/VP8", "{stats}");
+
+    // Calldock decoded Chromium's: many pictures, and they change (the fake camera's clock).
+    let (width, height, frames) = support::read_y4m_luma(&received);
+    println!("calldock received {} pictures of {width}×{height} from Chromium", frames.len());
+    if frames.len() < 60 {
+        return Err(format!("Calldock decoded {} of Chromium's frames: {out}", frames.len()));
+    }
+    assert!(width >= 320 && height >= 240, "{width}×{height}");
+    let moving = frames.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        moving * 2 > frames.len(),
+        "Chromium's pictures move: {moving} of {} differ from the one before",
+        frames.len()
+    );
+    let undecodable: Vec<&str> =
+        out.lines().filter(|l| l.contains("undecodable") && !l.contains(" 0 undecodable")).collect();
+    assert!(undecodable.is_empty(), "every frame from Chromium decodes: {undecodable:?}");
+    Ok(())
+}
+
 /// The page places the call; `calldock answer` answers it.
 #[test]
 fn chromium_calls_calldock_and_each_hears_the_other() {

@@ -16,6 +16,9 @@ const PEER = params.get('peer');
 const DURATION_MS = Number(params.get('duration') || '5') * 1000;
 const SAMPLE_RATE = 48000;
 const JITTER_TARGET_MS = Number(params.get('jitter_target_ms') || '80');
+// `video=1`: a video call, Chromium's fake camera (640×480) both sent and the other side's
+// pictures decoded into a hidden <video>.
+const VIDEO = params.get('video') === '1';
 const t0 = performance.now();
 const lines = [];
 
@@ -209,6 +212,22 @@ async function collectStats() {
       codecId = r.codecId;
     }
     if (r.type === 'outbound-rtp' && r.kind === 'audio') stats.packets_sent = r.packetsSent;
+    if (r.type === 'inbound-rtp' && r.kind === 'video') {
+      stats.video_frames_decoded = r.framesDecoded;
+      stats.video_key_frames_decoded = r.keyFramesDecoded;
+      stats.video_frame_width = r.frameWidth;
+      stats.video_frame_height = r.frameHeight;
+      stats.video_frames_dropped = r.framesDropped;
+      stats.video_plis_sent = r.pliCount;
+      stats.video_packets_lost = r.packetsLost;
+      if (r.codecId && report.get(r.codecId)) stats.video_codec = report.get(r.codecId).mimeType;
+    }
+    if (r.type === 'outbound-rtp' && r.kind === 'video') {
+      stats.video_frames_encoded = r.framesEncoded;
+      stats.video_key_frames_encoded = r.keyFramesEncoded;
+      stats.video_plis_received = r.pliCount;
+      stats.video_sent_width = r.frameWidth;
+    }
     if (r.type === 'transport') {
       pairId = r.selectedCandidatePairId;
       stats.dtls_cipher = r.dtlsCipher;
@@ -270,6 +289,7 @@ async function main() {
   pc = new RTCPeerConnection({ iceServers });
   let callId = null;
   let transceiver = null;
+  let videoTransceiver = null;
   const pendingIce = [];
   let endSent = false;
   const connected = new Promise((resolve, reject) => {
@@ -299,6 +319,15 @@ async function main() {
   };
   pc.ontrack = (e) => {
     log(`remote ${e.track.kind} track`);
+    if (e.track.kind === 'video') {
+      // Chromium decodes what a sink consumes: a muted, hidden <video>.
+      const v = document.createElement('video');
+      v.muted = true;
+      v.srcObject = new MediaStream([e.track]);
+      document.body.appendChild(v);
+      v.play().catch((err) => log(`video play: ${err}`));
+      return;
+    }
     // NetEq adapts its delay to the arrival jitter by stretching and squeezing what it plays
     // (the stats' inserted/removed samples), which warps speech against what was said by tens
     // of ms. A fixed floor of JITTER_TARGET_MS absorbs a loaded machine's jitter instead.
@@ -332,7 +361,7 @@ async function main() {
     callId = invite.call.call_id;
     log(`incoming ${invite.call.media} call ${callId} from ${invite.call.caller}`);
     await sig.request('call.ringing', { call_id: callId });
-    await sig.request('call.accept', { call_id: callId, media: 'audio' });
+    await sig.request('call.accept', { call_id: callId, media: VIDEO ? 'video' : 'audio' });
     answeredAt = performance.now();
     // §9.1: the caller offers, the accepting device answers.
     const offer = await sig.next('sdp', (m) => m.call_id === callId && m.kind === 'offer', 15000);
@@ -341,13 +370,19 @@ async function main() {
     transceiver = pc.getTransceivers().find((t) => t.receiver.track.kind === 'audio');
     if (!transceiver) throw new Error('the offer has no audio section');
     transceiver.direction = 'sendrecv';
+    if (VIDEO) {
+      videoTransceiver = pc.getTransceivers().find((t) => t.receiver.track.kind === 'video');
+      if (!videoTransceiver) throw new Error('a video call, but the offer has no video section');
+      videoTransceiver.direction = 'sendrecv';
+    }
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     await sig.request('sdp', { call_id: callId, kind: 'answer', sdp: pc.localDescription.sdp });
   } else {
     callId = hex(16);
     transceiver = pc.addTransceiver('audio', { direction: 'sendrecv' });
-    await sig.request('call.invite', { call_id: callId, to: PEER, media: 'audio' });
+    if (VIDEO) videoTransceiver = pc.addTransceiver('video', { direction: 'sendrecv' });
+    await sig.request('call.invite', { call_id: callId, to: PEER, media: VIDEO ? 'video' : 'audio' });
     log(`calling ${PEER}: call ${callId}`);
     await sig.next('call.accepted', (m) => m.call_id === callId, 30000);
     answeredAt = performance.now();
@@ -371,6 +406,13 @@ async function main() {
   });
   await transceiver.sender.replaceTrack(mic.getAudioTracks()[0]);
   log(`microphone on (${JSON.stringify(mic.getAudioTracks()[0].getSettings().sampleRate)} Hz)`);
+  let camera = null;
+  if (VIDEO) {
+    camera = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480, frameRate: 30 } });
+    await videoTransceiver.sender.replaceTrack(camera.getVideoTracks()[0]);
+    const s = camera.getVideoTracks()[0].getSettings();
+    log(`camera on (${s.width}×${s.height} at ${s.frameRate} fps)`);
+  }
 
   // Once a second: how NetEq is doing (see docs/interop.md, "NetEq warps the first speech").
   const ticker = setInterval(async () => {
@@ -399,6 +441,7 @@ async function main() {
   const localSdp = pc.localDescription.sdp;
   const remoteSdp = pc.remoteDescription.sdp;
   mic.getTracks().forEach((t) => t.stop());
+  if (camera) camera.getTracks().forEach((t) => t.stop());
   pc.close();
   finished = true;
   await post('/pcm', recorder.pcm().buffer, 'application/octet-stream');

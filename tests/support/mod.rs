@@ -132,6 +132,31 @@ pub fn speak(dir: &Path, name: &str, text: &str) -> (PathBuf, Vec<f32>) {
     (path, at48)
 }
 
+/// A camera recording for `--camera`: `frames` pictures of calldock_video's numbered test
+/// pattern, 640×480 at 30 fps, so whoever receives them can tell which frame each one is.
+pub fn pattern_y4m(dir: &Path, name: &str, frames: u32) -> PathBuf {
+    let path = dir.join(name);
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("a temp file"));
+    let mut y4m = y4m::encode(640, 480, y4m::Ratio::new(30, 1)).write_header(file).expect("a Y4M header");
+    for index in 0..frames {
+        let picture = calldock_video::test_pattern::pattern(640, 480, index);
+        let (u, v) = picture.chroma();
+        y4m.write_frame(&y4m::Frame::new([picture.luma(), u, v], None)).expect("a Y4M frame");
+    }
+    path
+}
+
+/// The pictures of a Y4M file (`--video-out`) as luma planes, with their size.
+pub fn read_y4m_luma(path: &Path) -> (u32, u32, Vec<Vec<u8>>) {
+    let mut decoder = y4m::decode(std::fs::File::open(path).expect("the Y4M file exists")).expect("a Y4M header");
+    let (width, height) = (decoder.get_width() as u32, decoder.get_height() as u32);
+    let mut frames = Vec::new();
+    while let Ok(frame) = decoder.read_frame() {
+        frames.push(frame.get_y_plane().to_vec());
+    }
+    (width, height, frames)
+}
+
 /// A child process that is killed if the test ends (or fails) before it exits.
 pub struct Running(pub Child);
 

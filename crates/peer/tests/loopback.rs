@@ -282,7 +282,8 @@ async fn video_crosses_a_real_peer_connection_and_key_frames_are_asked_for() {
         assert!(!frame.after_loss, "nothing is lost on loopback");
         let picture = decoder.decode(&frame.data).unwrap().expect("each frame shows");
         let index = counter(&picture);
-        assert!(picture.luma_psnr(&pattern(640, 480, index)).unwrap() > 28.0);
+        // Clearly this frame (a wrong one would be near 10 dB); a requested key frame is coarser.
+        assert!(picture.luma_psnr(&pattern(640, 480, index)).unwrap() > 20.0);
         shown.push(index);
         if index == 20 && !asked {
             bob.request_keyframe().await;
