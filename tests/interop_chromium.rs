@@ -218,6 +218,38 @@ fn print_page_stats(test: &str, result: &Value) {
     }
 }
 
+/// `calldock call bob --stats` with `args` (media, video), against the page answering as bob:
+/// calldock's exit code and standard output, and the page (still running: its result follows)
+/// with its browser.
+fn calldock_calls_the_page(
+    dir: &Path,
+    server: &ServerProcess,
+    chromium_mic: &Path,
+    video: bool,
+    args: &[String],
+) -> (i32, String, PageServer, chromium::Browser) {
+    let mut page = PageServer::start();
+    let mut url = page.url(server, "bob", "answer", None);
+    if video {
+        url.push_str("&video=1");
+    }
+    let browser = chromium::Browser::launch(&url, chromium_mic, dir);
+    page.wait("the page to sign in", Duration::from_secs(15), |p| p.ready);
+    let out_path = dir.join("calldock.out");
+    let mut alice = Running(
+        calldock()
+            .env("CALLDOCK_LOG", CALLDOCK_LOG)
+            .args(["call", "bob", "--server", &server.base, "--user", "alice", "--duration", HOLD_SECONDS, "--stats"])
+            .args(args)
+            .stdout(File::create(&out_path).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("calldock call starts"),
+    );
+    let code = alice.wait(Duration::from_secs(20));
+    (code, std::fs::read_to_string(&out_path).unwrap_or_default(), page, browser)
+}
+
 /// calldock places the call; the page answers it.
 #[test]
 fn calldock_calls_chromium_and_each_hears_the_other() {
@@ -234,23 +266,8 @@ fn calldock_calls_chromium() -> Result<(), String> {
         speak(dir.path(), "chromium.wav", "Hi Calldock, I can hear you clearly. How are you today?");
     let calldock_ear = dir.path().join("calldock-heard.wav");
 
-    let mut page = PageServer::start();
-    let _browser = chromium::Browser::launch(&page.url(&server, "bob", "answer", None), &chromium_mic, dir.path());
-    page.wait("the page to sign in", Duration::from_secs(15), |p| p.ready);
-
-    let out_path = dir.path().join("calldock.out");
-    let mut alice = Running(
-        calldock()
-            .env("CALLDOCK_LOG", CALLDOCK_LOG)
-            .args(["call", "bob", "--server", &server.base, "--user", "alice", "--duration", HOLD_SECONDS, "--stats"])
-            .args(media(&calldock_mic, &calldock_ear))
-            .stdout(File::create(&out_path).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("calldock call starts"),
-    );
-    let code = alice.wait(Duration::from_secs(20));
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let (code, out, mut page, _browser) =
+        calldock_calls_the_page(dir.path(), &server, &chromium_mic, false, &media(&calldock_mic, &calldock_ear));
     assert_eq!(code, 0, "calldock call:\n{out}");
     assert!(out.contains("connected"), "calldock call:\n{out}");
     // Chromium's RTCP reports on the audio it receives reach Calldock's stats (calldock-peer's
@@ -289,25 +306,11 @@ fn calldock_and_chromium_video() -> Result<(), String> {
     let camera = support::pattern_y4m(dir.path(), "camera.y4m", 90);
     let received = dir.path().join("from-chromium.y4m");
 
-    let mut page = PageServer::start();
-    let url = format!("{}&video=1", page.url(&server, "bob", "answer", None));
-    let _browser = chromium::Browser::launch(&url, &chromium_mic, dir.path());
-    page.wait("the page to sign in", Duration::from_secs(15), |p| p.ready);
-
-    let out_path = dir.path().join("calldock.out");
-    let mut alice = Running(
-        calldock()
-            .env("CALLDOCK_LOG", CALLDOCK_LOG)
-            .args(["call", "bob", "--video", "--server", &server.base, "--user", "alice", "--duration", HOLD_SECONDS])
-            .args(["--stats", "--camera", camera.to_str().unwrap(), "--video-out", received.to_str().unwrap()])
-            .args(media(&calldock_mic, &calldock_ear))
-            .stdout(File::create(&out_path).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("calldock call starts"),
+    let mut args = media(&calldock_mic, &calldock_ear);
+    args.extend(
+        ["--video", "--camera", camera.to_str().unwrap(), "--video-out", received.to_str().unwrap()].map(String::from),
     );
-    let code = alice.wait(Duration::from_secs(20));
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let (code, out, mut page, _browser) = calldock_calls_the_page(dir.path(), &server, &chromium_mic, true, &args);
     assert_eq!(code, 0, "calldock call:\n{out}");
     let (result, _) = page.wait_for_result(Duration::from_secs(10));
     let stats = &result["stats"];
