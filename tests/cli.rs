@@ -294,15 +294,18 @@ fn video_echo_test_returns_the_callers_pictures() {
     );
     let output = text(&out);
     assert_eq!(out.status.code(), Some(0), "{output}");
-    let (width, height, frames) = support::read_y4m_luma(&received);
+    let (width, height, pictures) = support::read_y4m(&received);
     assert_eq!((width, height), (640, 480));
     let (mut indices, mut psnrs) = (Vec::new(), Vec::new());
-    for luma in frames {
-        let picture = calldock_video::Picture::from_luma(640, 480, &luma).unwrap();
+    for picture in pictures {
         let index = counter(&picture);
         assert!(index < 60, "frame {} reads as {index}", indices.len());
-        let psnr =
-            picture.luma_psnr(&calldock_video::Picture::from_luma(640, 480, pattern(640, 480, index).luma()).unwrap());
+        let sent = pattern(640, 480, index);
+        // The colour came through: the pattern's chroma ramps, within a few levels.
+        let (u, _) = picture.chroma();
+        let off = u.iter().zip(sent.chroma().0).map(|(&a, &b)| f64::from(a.abs_diff(b))).sum::<f64>() / u.len() as f64;
+        assert!(off < 6.0, "frame {} ({index}): chroma off by {off:.1} on average", indices.len());
+        let psnr = picture.luma_psnr(&sent);
         // A wrong picture would be near 10 dB; a key frame the receiver asked for comes at a
         // coarser quantizer than the frames after it (constant bitrate), so each frame need only
         // be clearly itself, and the run as a whole good.

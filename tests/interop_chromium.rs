@@ -326,7 +326,8 @@ fn calldock_and_chromium_video() -> Result<(), String> {
     assert_eq!(stats["video_codec"], "video/VP8", "{stats}");
 
     // Calldock decoded Chromium's: many pictures, and they change (the fake camera's clock).
-    let (width, height, frames) = support::read_y4m_luma(&received);
+    let (width, height, pictures) = support::read_y4m(&received);
+    let frames: Vec<&[u8]> = pictures.iter().map(|p| p.luma()).collect();
     println!("calldock received {} pictures of {width}×{height} from Chromium", frames.len());
     if frames.len() < 60 {
         return Err(format!("Calldock decoded {} of Chromium's frames: {out}", frames.len()));

@@ -146,15 +146,16 @@ pub fn pattern_y4m(dir: &Path, name: &str, frames: u32) -> PathBuf {
     path
 }
 
-/// The pictures of a Y4M file (`--video-out`) as luma planes, with their size.
-pub fn read_y4m_luma(path: &Path) -> (u32, u32, Vec<Vec<u8>>) {
+/// The pictures of a 4:2:0 Y4M file (what `--video-out` writes), with their size.
+pub fn read_y4m(path: &Path) -> (u32, u32, Vec<calldock_video::Picture>) {
     let mut decoder = y4m::decode(std::fs::File::open(path).expect("the Y4M file exists")).expect("a Y4M header");
     let (width, height) = (decoder.get_width() as u32, decoder.get_height() as u32);
-    let mut frames = Vec::new();
+    let mut pictures = Vec::new();
     while let Ok(frame) = decoder.read_frame() {
-        frames.push(frame.get_y_plane().to_vec());
+        let planes = [frame.get_y_plane(), frame.get_u_plane(), frame.get_v_plane()].concat();
+        pictures.push(calldock_video::Picture::from_i420(width, height, planes).expect("a 4:2:0 picture"));
     }
-    (width, height, frames)
+    (width, height, pictures)
 }
 
 /// A child process that is killed if the test ends (or fails) before it exits.

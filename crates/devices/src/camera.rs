@@ -33,7 +33,7 @@ pub use y4m_file::Y4mFile;
 
 use crate::holders::{DeviceHolder, named_in_parentheses};
 
-/// One picture, as its luma plane.
+/// One picture: its luma plane, and its colour where the source has any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub width: u32,
@@ -42,6 +42,23 @@ pub struct Frame {
     pub captured_at: Duration,
     /// 8-bit luma, row after row, `width × height` bytes.
     pub luma: Vec<u8>,
+    /// The colour, at 4:2:0; `None` for a grey source (the test pattern, a grey camera or
+    /// file). What the checks judge is the luma; a video call sends both.
+    pub chroma: Option<Chroma>,
+}
+
+/// The two chroma planes of a 4:2:0 picture, each `⌈width/2⌉ × ⌈height/2⌉` bytes, row after row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chroma {
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+}
+
+impl Chroma {
+    /// The size of each plane for a picture of that size.
+    pub fn size_for(width: u32, height: u32) -> (usize, usize) {
+        (width.div_ceil(2) as usize, height.div_ceil(2) as usize)
+    }
 }
 
 impl Frame {

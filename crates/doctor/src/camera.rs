@@ -411,6 +411,7 @@ mod tests {
             height: resolution.height,
             captured_at: Duration::from_millis(at_ms),
             luma: vec![luma; pixels],
+            chroma: None,
         }
     }
 

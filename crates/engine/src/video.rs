@@ -85,18 +85,22 @@ fn open(camera: &CameraSource) -> Result<(Box<dyn FrameSource>, bool), String> {
     }
 }
 
-/// The even-sided picture of a frame (an odd last row or column is dropped), grey-scale: the
-/// camera layer carries luma only.
+/// The even-sided picture of a frame (an odd last row or column is dropped), in colour when the
+/// source has it, grey otherwise.
 fn picture_of(frame: &Frame) -> Option<Picture> {
     let (width, height) = (frame.width & !1, frame.height & !1);
-    if width == frame.width && height == frame.height {
-        return Picture::from_luma(width, height, &frame.luma).ok();
-    }
-    let mut luma = Vec::with_capacity(width as usize * height as usize);
-    for row in frame.luma.chunks_exact(frame.width as usize).take(height as usize) {
-        luma.extend_from_slice(&row[..width as usize]);
-    }
-    Picture::from_luma(width, height, &luma).ok()
+    let crop = |plane: &[u8], plane_width: usize, w: usize, h: usize| -> Option<Vec<u8>> {
+        if plane_width == 0 || plane.len() < plane_width * h {
+            return None;
+        }
+        Some(plane.chunks_exact(plane_width).take(h).flat_map(|row| &row[..w]).copied().collect())
+    };
+    let (w, h) = (width as usize, height as usize);
+    let luma = crop(&frame.luma, frame.width as usize, w, h)?;
+    let Some(chroma) = &frame.chroma else { return Picture::from_luma(width, height, &luma).ok() };
+    let (chroma_width, _) = calldock_devices::camera::Chroma::size_for(frame.width, frame.height);
+    let (u, v) = (crop(&chroma.u, chroma_width, w / 2, h / 2)?, crop(&chroma.v, chroma_width, w / 2, h / 2)?);
+    Picture::from_i420(width, height, [luma, u, v].concat()).ok()
 }
 
 /// Starts capturing and encoding on a thread of its own. Encoded frames arrive on the returned
@@ -259,10 +263,15 @@ mod tests {
 
     #[test]
     fn odd_sized_frames_lose_their_last_row_and_column() {
-        let frame = Frame { width: 5, height: 3, captured_at: Duration::ZERO, luma: (0..15).collect() };
+        let frame = Frame { width: 5, height: 3, captured_at: Duration::ZERO, luma: (0..15).collect(), chroma: None };
         let picture = picture_of(&frame).unwrap();
         assert_eq!((picture.width(), picture.height()), (4, 2));
         assert_eq!(picture.luma(), &[0, 1, 2, 3, 5, 6, 7, 8]);
+        assert_eq!(picture.chroma(), (&[128u8, 128][..], &[128u8, 128][..]), "no colour: grey");
+        // With colour: chroma planes of 3×2, cropped to 2×1 with the picture.
+        let chroma = calldock_devices::camera::Chroma { u: vec![1, 2, 3, 4, 5, 6], v: vec![7, 8, 9, 10, 11, 12] };
+        let picture = picture_of(&Frame { chroma: Some(chroma), ..frame }).unwrap();
+        assert_eq!(picture.chroma(), (&[1u8, 2][..], &[7u8, 8][..]));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use nokhwa::utils::{
 };
 use nokhwa::{Camera, NokhwaError};
 
-use super::luma::luma;
+use super::luma::planes;
 use super::{
     CameraChoice, CameraDevice, CameraError, CameraMode, CameraProblem, Frame, FrameSource, PixelFormat, Resolution,
     camera_id, camera_index,
@@ -393,10 +393,10 @@ fn capture(camera: &mut Camera, id: &str, frames: &mpsc::SyncSender<Result<Frame
         let captured_at = started.elapsed();
         let claimed = Resolution::new(buffer.resolution().width(), buffer.resolution().height());
         let format = pixel_format(buffer.source_frame_format());
-        match luma(format, claimed, buffer.buffer()) {
-            Ok((size, plane)) => {
+        match planes(format, claimed, buffer.buffer()) {
+            Ok((size, luma, chroma)) => {
                 unreadable = 0;
-                let frame = Frame { width: size.width, height: size.height, captured_at, luma: plane };
+                let frame = Frame { width: size.width, height: size.height, captured_at, luma, chroma };
                 if frames.send(Ok(frame)).is_err() {
                     return;
                 }

@@ -1,20 +1,26 @@
-//! A camera's frame, in whatever pixel format it came, turned into its luma plane.
+//! A camera's frame, in whatever pixel format it came, turned into its luma plane and, where it
+//! has colour, its 4:2:0 chroma planes (what a video call encodes).
 
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-use super::{PixelFormat, Resolution};
+use super::{Chroma, PixelFormat, Resolution};
 
 /// The largest picture decoded: 8K. A JPEG header claiming more is corrupt, not a camera.
 const LARGEST_SIDE: usize = 8192;
 
-/// The luma of a frame `claimed` to be of that size and format, with the size it really has:
-/// a JPEG says its own size, which is what the camera delivered whatever it was asked for.
-pub(crate) fn luma(format: PixelFormat, claimed: Resolution, data: &[u8]) -> Result<(Resolution, Vec<u8>), String> {
+/// The luma and chroma of a frame `claimed` to be of that size and format, with the size it
+/// really has: a JPEG says its own size, which is what the camera delivered whatever it was
+/// asked for.
+pub(crate) fn planes(
+    format: PixelFormat,
+    claimed: Resolution,
+    data: &[u8],
+) -> Result<(Resolution, Vec<u8>, Option<Chroma>), String> {
     if format == PixelFormat::Mjpeg {
-        return jpeg_luma(data);
+        return jpeg_planes(data);
     }
     let pixels = usize::try_from(u64::from(claimed.width) * u64::from(claimed.height))
         .map_err(|_| format!("a {claimed} frame is too large"))?;
@@ -35,7 +41,63 @@ pub(crate) fn luma(format: PixelFormat, claimed: Resolution, data: &[u8]) -> Res
         PixelFormat::Rgb => data[..needed].chunks_exact(3).map(|p| bt601(p[0], p[1], p[2])).collect(),
         PixelFormat::Bgr => data[..needed].chunks_exact(3).map(|p| bt601(p[2], p[1], p[0])).collect(),
     };
-    Ok((claimed, plane))
+    let (w, h) = (claimed.width as usize, claimed.height as usize);
+    let chroma = match format {
+        PixelFormat::Gray | PixelFormat::Mjpeg => None,
+        // Interleaved U V at 4:2:0 after the luma plane; a frame cut short keeps its luma.
+        PixelFormat::Nv12 => {
+            let (cw, ch) = Chroma::size_for(claimed.width, claimed.height);
+            data.get(pixels..pixels + 2 * cw * ch).map(|uv| Chroma {
+                u: uv.iter().step_by(2).copied().collect(),
+                v: uv.iter().skip(1).step_by(2).copied().collect(),
+            })
+        }
+        // 4:2:2: one U and one V per pixel pair; two rows make a 4:2:0 row.
+        PixelFormat::Yuyv => Some(subsample(w, h, |x, y| {
+            let at = (y * w + (x & !1)) * 2;
+            (data.get(at + 1).copied().unwrap_or(128), data.get(at + 3).copied().unwrap_or(128))
+        })),
+        PixelFormat::Rgb => Some(subsample(w, h, |x, y| {
+            let p = &data[(y * w + x) * 3..];
+            bt601_chroma(p[0], p[1], p[2])
+        })),
+        PixelFormat::Bgr => Some(subsample(w, h, |x, y| {
+            let p = &data[(y * w + x) * 3..];
+            bt601_chroma(p[2], p[1], p[0])
+        })),
+    };
+    Ok((claimed, plane, chroma))
+}
+
+/// 4:2:0 chroma from a source that has a (U, V) for every pixel: each 2×2 block averaged (a
+/// block at an odd edge has fewer pixels).
+pub(crate) fn subsample(w: usize, h: usize, at: impl Fn(usize, usize) -> (u8, u8)) -> Chroma {
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let (mut u, mut v) = (Vec::with_capacity(cw * ch), Vec::with_capacity(cw * ch));
+    for cy in 0..ch {
+        for cx in 0..cw {
+            let (mut su, mut sv, mut n) = (0u32, 0u32, 0u32);
+            for y in 2 * cy..(2 * cy + 2).min(h) {
+                for x in 2 * cx..(2 * cx + 2).min(w) {
+                    let (pu, pv) = at(x, y);
+                    su += u32::from(pu);
+                    sv += u32::from(pv);
+                    n += 1;
+                }
+            }
+            u.push(((su + n / 2) / n) as u8);
+            v.push(((sv + n / 2) / n) as u8);
+        }
+    }
+    Chroma { u, v }
+}
+
+/// BT.601 chroma of an RGB pixel, full range as [`bt601`]'s luma (128 is no colour).
+fn bt601_chroma(r: u8, g: u8, b: u8) -> (u8, u8) {
+    let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
+    let u = 128 + ((-43 * r - 85 * g + 128 * b + 128) >> 8);
+    let v = 128 + ((128 * r - 107 * g - 21 * b + 128) >> 8);
+    (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
 }
 
 /// BT.601 luma of an RGB pixel, in integers (weights ×256: 77, 150, 29).
@@ -44,23 +106,40 @@ fn bt601(r: u8, g: u8, b: u8) -> u8 {
     u8::try_from(weighted >> 8).unwrap_or(u8::MAX)
 }
 
-/// Decodes an MJPEG frame straight to luma. zune-jpeg supplies the Huffman tables that UVC
-/// cameras leave out of their frames.
-fn jpeg_luma(data: &[u8]) -> Result<(Resolution, Vec<u8>), String> {
-    let options = DecoderOptions::default()
-        .jpeg_set_out_colorspace(ColorSpace::Luma)
-        .set_max_width(LARGEST_SIDE)
-        .set_max_height(LARGEST_SIDE);
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
-    decoder.decode_headers().map_err(|e| format!("an MJPEG frame cannot be decoded: {e:?}"))?;
+/// Decodes an MJPEG frame to YCbCr (JPEG's own colour space, full range): luma, and chroma
+/// subsampled to 4:2:0. zune-jpeg supplies the Huffman tables that UVC cameras leave out of
+/// their frames. A grey JPEG has no chroma.
+fn jpeg_planes(data: &[u8]) -> Result<(Resolution, Vec<u8>, Option<Chroma>), String> {
+    let undecodable = |e| format!("an MJPEG frame cannot be decoded: {e:?}");
+    let mut probe = JpegDecoder::new_with_options(ZCursor::new(data), limits());
+    probe.decode_headers().map_err(undecodable)?;
+    let grey = probe.input_colorspace().is_some_and(|c| c == ColorSpace::Luma);
+    let out = if grey { ColorSpace::Luma } else { ColorSpace::YCbCr };
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), limits().jpeg_set_out_colorspace(out));
+    decoder.decode_headers().map_err(undecodable)?;
     let (width, height) = decoder.dimensions().ok_or("an MJPEG frame has no size")?;
     let size = decoder.output_buffer_size().ok_or("an MJPEG frame has no size")?;
-    let mut plane = vec![0; size];
-    decoder.decode_into(&mut plane).map_err(|e| format!("an MJPEG frame cannot be decoded: {e:?}"))?;
+    let mut pixels = vec![0; size];
+    decoder.decode_into(&mut pixels).map_err(undecodable)?;
     // Both sides are at most LARGEST_SIDE, so they fit.
     let resolution = Resolution::new(width as u32, height as u32);
-    plane.truncate(width * height);
-    Ok((resolution, plane))
+    if grey {
+        pixels.truncate(width * height);
+        return Ok((resolution, pixels, None));
+    }
+    if pixels.len() < width * height * 3 {
+        return Err("an MJPEG frame decoded short".into());
+    }
+    let luma = pixels.chunks_exact(3).take(width * height).map(|p| p[0]).collect();
+    let chroma = subsample(width, height, |x, y| {
+        let p = &pixels[(y * width + x) * 3..];
+        (p[1], p[2])
+    });
+    Ok((resolution, luma, Some(chroma)))
+}
+
+fn limits() -> DecoderOptions {
+    DecoderOptions::default().set_max_width(LARGEST_SIDE).set_max_height(LARGEST_SIDE)
 }
 
 #[cfg(test)]
@@ -72,7 +151,7 @@ mod tests {
     #[test]
     fn yuyv_keeps_every_even_byte() {
         let data: Vec<u8> = (0..16).collect();
-        let (size, plane) = luma(PixelFormat::Yuyv, SIZE, &data).unwrap();
+        let (size, plane, _) = planes(PixelFormat::Yuyv, SIZE, &data).unwrap();
         assert_eq!(size, SIZE);
         assert_eq!(plane, [0, 2, 4, 6, 8, 10, 12, 14]);
     }
@@ -80,17 +159,17 @@ mod tests {
     #[test]
     fn nv12_and_gray_take_the_first_plane() {
         let data: Vec<u8> = (0..12).collect();
-        assert_eq!(luma(PixelFormat::Nv12, SIZE, &data).unwrap().1, [0, 1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(luma(PixelFormat::Gray, SIZE, &data[..8]).unwrap().1, [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(planes(PixelFormat::Nv12, SIZE, &data).unwrap().1, [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(planes(PixelFormat::Gray, SIZE, &data[..8]).unwrap().1, [0, 1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
     fn rgb_and_bgr_weigh_green_most() {
         let size = Resolution::new(3, 1);
         let rgb = [255, 0, 0, 0, 255, 0, 255, 255, 255];
-        assert_eq!(luma(PixelFormat::Rgb, size, &rgb).unwrap().1, [77, 149, 255]);
+        assert_eq!(planes(PixelFormat::Rgb, size, &rgb).unwrap().1, [77, 149, 255]);
         let bgr = [0, 0, 255, 0, 255, 0, 255, 255, 255];
-        assert_eq!(luma(PixelFormat::Bgr, size, &bgr).unwrap().1, [77, 149, 255]);
+        assert_eq!(planes(PixelFormat::Bgr, size, &bgr).unwrap().1, [77, 149, 255]);
     }
 
     #[test]
@@ -100,20 +179,64 @@ mod tests {
         let grey: Vec<u8> = (0..usize::from(width) * usize::from(height)).map(|i| (i % 32 * 8) as u8).collect();
         let mut jpeg = Vec::new();
         jpeg_encoder::Encoder::new(&mut jpeg, 95).encode(&grey, width, height, jpeg_encoder::ColorType::Luma).unwrap();
-        let (size, plane) = luma(PixelFormat::Mjpeg, Resolution::new(64, 48), &jpeg).unwrap();
+        let (size, plane, chroma) = planes(PixelFormat::Mjpeg, Resolution::new(64, 48), &jpeg).unwrap();
         assert_eq!(size, Resolution::new(32, 16));
         assert_eq!(plane.len(), 32 * 16);
         let worst = plane.iter().zip(&grey).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
         assert!(worst <= 8, "decoded luma off by {worst}");
+        assert_eq!(chroma, None, "a grey JPEG has no colour");
+    }
+
+    #[test]
+    fn colour_comes_through_at_four_two_zero() {
+        // 4x2 RGB: the left 2x2 block red, the right one blue.
+        let red = [255u8, 0, 0];
+        let blue = [0u8, 0, 255];
+        let row: Vec<u8> = [red, red, blue, blue].concat();
+        let rgb = [row.clone(), row].concat();
+        let (_, _, chroma) = planes(PixelFormat::Rgb, SIZE, &rgb).unwrap();
+        let chroma = chroma.expect("RGB has colour");
+        // Red: V high, U low; blue: U high.
+        assert!(chroma.v[0] > 200 && chroma.u[0] < 110, "{chroma:?}");
+        assert!(chroma.u[1] > 200 && chroma.v[1] < 140, "{chroma:?}");
+        // BGR is the same picture with its bytes the other way round.
+        let bgr: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+        assert_eq!(planes(PixelFormat::Bgr, SIZE, &bgr).unwrap().2, Some(chroma));
+
+        // YUYV (Y0 U Y1 V): the two rows' U and V averaged.
+        let yuyv = [10, 100, 20, 200, 30, 50, 40, 60, 10, 110, 20, 210, 30, 70, 40, 80];
+        let (_, _, chroma) = planes(PixelFormat::Yuyv, SIZE, &yuyv).unwrap();
+        assert_eq!(chroma, Some(Chroma { u: vec![105, 60], v: vec![205, 70] }));
+
+        // NV12: U V interleaved after the luma; a frame without them keeps its luma.
+        let mut nv12: Vec<u8> = (0..8).collect();
+        nv12.extend([1, 2, 3, 4]);
+        assert_eq!(planes(PixelFormat::Nv12, SIZE, &nv12).unwrap().2, Some(Chroma { u: vec![1, 3], v: vec![2, 4] }));
+        assert_eq!(planes(PixelFormat::Nv12, SIZE, &nv12[..8]).unwrap().2, None);
+
+        // An odd-sized YUYV frame (a broken camera) has no pixel outside its buffer read.
+        let (_, _, chroma) = planes(PixelFormat::Yuyv, Resolution::new(3, 1), &[1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(chroma.map(|c| c.u.len()), Some(2));
+
+        // A colour JPEG: luma and chroma both.
+        let (width, height) = (16u16, 16u16);
+        let pixels: Vec<u8> = (0..256).flat_map(|_| [200u8, 30, 30]).collect();
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 95).encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb).unwrap();
+        let (size, luma, chroma) = planes(PixelFormat::Mjpeg, Resolution::new(16, 16), &jpeg).unwrap();
+        assert_eq!((size, luma.len()), (Resolution::new(16, 16), 256));
+        let chroma = chroma.expect("a colour JPEG has colour");
+        assert_eq!(chroma.u.len(), 64);
+        assert!(chroma.v.iter().all(|&v| v > 180), "red: {:?}", &chroma.v[..4]);
     }
 
     #[test]
     fn short_or_corrupt_frames_are_errors_not_panics() {
-        let err = luma(PixelFormat::Yuyv, Resolution::new(640, 480), &[0; 100]).unwrap_err();
+        let err = planes(PixelFormat::Yuyv, Resolution::new(640, 480), &[0; 100]).unwrap_err();
         assert!(err.contains("too short for 640x480"), "{err}");
         let huge = Resolution::new(u32::MAX, u32::MAX);
-        assert!(luma(PixelFormat::Rgb, huge, &[0; 16]).is_err());
-        assert!(luma(PixelFormat::Mjpeg, SIZE, b"not a jpeg").unwrap_err().contains("MJPEG"));
-        assert!(luma(PixelFormat::Mjpeg, SIZE, &[0xFF, 0xD8, 0xFF]).is_err());
+        assert!(planes(PixelFormat::Rgb, huge, &[0; 16]).is_err());
+        assert!(planes(PixelFormat::Mjpeg, SIZE, b"not a jpeg").unwrap_err().contains("MJPEG"));
+        assert!(planes(PixelFormat::Mjpeg, SIZE, &[0xFF, 0xD8, 0xFF]).is_err());
     }
 }

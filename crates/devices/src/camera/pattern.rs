@@ -59,7 +59,7 @@ impl PatternSource {
                 luma[start + square_x..start + end].fill(WHITE);
             }
         }
-        Frame { width, height, captured_at: self.time_of(index), luma }
+        Frame { width, height, captured_at: self.time_of(index), luma, chroma: None }
     }
 
     fn time_of(&self, index: u64) -> Duration {

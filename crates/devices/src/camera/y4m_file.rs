@@ -6,7 +6,8 @@ use std::io::BufReader;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use super::{CameraError, Frame, FrameSource, Resolution, frame_time};
+use super::luma::subsample;
+use super::{CameraError, Chroma, Frame, FrameSource, Resolution, frame_time};
 
 /// The largest frame read (all planes): 4K at 4:4:4 and 12 bits fits. A header asking for more
 /// is corrupt or not meant for a camera check, and must not make us allocate gigabytes.
@@ -24,6 +25,7 @@ pub struct Y4mFile {
     /// The declared frame rate, as the header's ratio.
     rate: (u64, u64),
     bit_depth: usize,
+    colorspace: y4m::Colorspace,
     next: u64,
 }
 
@@ -53,12 +55,14 @@ impl Y4mFile {
             return Err(unreadable(format!("its header declares a frame rate of {ratio}: give it a real one")));
         }
         let bit_depth = decoder.get_bit_depth();
+        let colorspace = decoder.get_colorspace();
         Ok(Y4mFile {
             path: path.to_path_buf(),
             decoder,
             resolution: Resolution::new(width, height),
             rate: (num, den),
             bit_depth,
+            colorspace,
             next: 0,
         })
     }
@@ -112,7 +116,9 @@ impl FrameSource for Y4mFile {
         let unreadable = |reason: String| CameraError::File { path: self.path.clone(), reason };
         let index = self.next;
         let read = catch_unwind(AssertUnwindSafe(|| match self.decoder.read_frame() {
-            Ok(frame) => Ok(Some(frame.get_y_plane().to_vec())),
+            Ok(frame) => {
+                Ok(Some((frame.get_y_plane().to_vec(), frame.get_u_plane().to_vec(), frame.get_v_plane().to_vec())))
+            }
             // A recording cut short ends with a partial frame: the frames before it still count.
             Err(y4m::Error::EOF) => Ok(None),
             Err(y4m::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
@@ -120,15 +126,45 @@ impl FrameSource for Y4mFile {
         }))
         .map_err(|_| unreadable(format!("frame {index} is corrupt")))?
         .map_err(|reason| unreadable(format!("frame {index} cannot be read: {reason}")))?;
-        let Some(plane) = read else { return Ok(None) };
+        let Some((y, u, v)) = read else { return Ok(None) };
         self.next += 1;
+        let (u, v) = (to_eight_bits(u, self.bit_depth), to_eight_bits(v, self.bit_depth));
         Ok(Some(Frame {
             width: self.resolution.width,
             height: self.resolution.height,
             captured_at: frame_time(index, self.rate.0, self.rate.1),
-            luma: to_eight_bits(plane, self.bit_depth),
+            luma: to_eight_bits(y, self.bit_depth),
+            chroma: chroma_420(self.colorspace, self.resolution, u, v),
         }))
     }
+}
+
+/// The file's chroma as 4:2:0: as it is, or averaged down from 4:2:2 and 4:4:4. A grey file,
+/// or planes shorter than their size says, has none.
+fn chroma_420(colorspace: y4m::Colorspace, size: Resolution, u: Vec<u8>, v: Vec<u8>) -> Option<Chroma> {
+    use y4m::Colorspace::*;
+    let (w, h) = (size.width as usize, size.height as usize);
+    let (cw, ch) = Chroma::size_for(size.width, size.height);
+    let (plane_w, plane_h) = match colorspace {
+        C420 | C420p10 | C420p12 | C420jpeg | C420paldv | C420mpeg2 => (cw, ch),
+        C422 | C422p10 | C422p12 => (cw, h),
+        C444 | C444p10 | C444p12 => (w, h),
+        // Grey, and whatever a later y4m release adds (the enum is non-exhaustive): no colour
+        // rather than a wrong one.
+        _ => return None,
+    };
+    if u.len() < plane_w * plane_h || v.len() < plane_w * plane_h {
+        return None;
+    }
+    if (plane_w, plane_h) == (cw, ch) {
+        return Some(Chroma { u, v });
+    }
+    // 4:2:2 and 4:4:4 have a chroma row for every picture row; 4:2:2 one sample per two columns.
+    Some(subsample(w, h, |x, y| {
+        let column = if plane_w == w { x } else { x / 2 };
+        let at = y * plane_w + column;
+        (u[at], v[at])
+    }))
 }
 
 /// Deeper than 8 bits, samples are 16-bit little-endian: keep their top 8 bits.
@@ -176,6 +212,29 @@ mod tests {
         let times: Vec<Duration> = frames.iter().map(|f| f.captured_at).collect();
         assert_eq!(times, [Duration::ZERO, Duration::from_millis(100), Duration::from_millis(200)]);
         assert_eq!(frames[2].luma, [30; 8]);
+        assert_eq!(frames[2].chroma, Some(Chroma { u: vec![128; 2], v: vec![128; 2] }));
+    }
+
+    #[test]
+    fn chroma_comes_as_four_two_zero_whatever_the_file_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str, header: &str, body: &[u8]| {
+            let mut bytes = format!("YUV4MPEG2 W4 H2 F10:1 {header}\nFRAME\n").into_bytes();
+            bytes.extend_from_slice(body);
+            Y4mFile::open(&write(dir.path(), name, &bytes)).unwrap().next_frame().unwrap().unwrap().chroma
+        };
+        // 4:4:4: U and V for every pixel, averaged over each 2x2 block.
+        let mut c444 = vec![50u8; 8];
+        c444.extend([10, 20, 30, 40, 10, 20, 30, 40]);
+        c444.extend([100, 100, 200, 200, 100, 100, 200, 200]);
+        assert_eq!(read("444.y4m", "C444", &c444), Some(Chroma { u: vec![15, 35], v: vec![100, 200] }));
+        // 4:2:2: one sample per two columns, every row: the two rows averaged.
+        let mut c422 = vec![50u8; 8];
+        c422.extend([10, 30, 20, 40]);
+        c422.extend([100, 200, 100, 200]);
+        assert_eq!(read("422.y4m", "C422", &c422), Some(Chroma { u: vec![15, 35], v: vec![100, 200] }));
+        // Grey: no colour.
+        assert_eq!(read("mono.y4m", "Cmono", &[50u8; 8]), None);
     }
 
     #[test]
