@@ -388,9 +388,17 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
             s.mos,
             s.quality,
             s.video.as_ref().map_or(String::new(), |v| format!(
-                "; video sent {:.0} fps{}, received {:.0} fps at {}×{}, {} undecodable",
+                "; video sent {:.0} fps{} at {} kb/s (path {}), received {:.0} fps at {}×{}, {} undecodable",
                 v.sent_fps,
-                if v.camera_off { " (camera off)" } else { "" },
+                if v.camera_off {
+                    " (camera off)"
+                } else if v.paused_for_bandwidth {
+                    " (paused: the connection cannot carry video)"
+                } else {
+                    ""
+                },
+                v.target_kbps,
+                v.estimate_kbps.map_or("not estimated yet".into(), |e| format!("{e:.0} kb/s")),
                 v.received_fps,
                 v.received_width,
                 v.received_height,

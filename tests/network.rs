@@ -558,3 +558,60 @@ fn relay_only_without_a_turn_server_fails_at_once_and_says_why() {
     assert!(took < Duration::from_secs(5), "failed after {took:?}");
     println!("relay only without TURN: failed(ice) after {:.2} s", took.as_secs_f64());
 }
+
+/// A video call to the echo bot through a bottleneck (the relay in front of coturn, both ways):
+/// at 450 kbit/s the congestion controller finds the path's rate and the video's bitrate
+/// follows it down while the call goes on; at 90 kbit/s, too little for video, video stops and
+/// the stats say so, audio goes on; when the path widens again, video comes back.
+#[test]
+fn a_video_call_fits_a_narrow_path_and_stops_video_on_a_too_narrow_one() {
+    let _one = ONE_CALL_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = work_dir();
+    let network = Network::start(23);
+    network.relay.set_rate(450_000);
+    let camera = support::pattern_y4m(dir.path(), "camera.y4m", 90);
+    let (mic, _) = speak(dir.path(), "alice.wav", LONG_SPEECH);
+    let mut media = media_args(&mic, &dir.path().join("alice-heard.wav"));
+    media.extend(["--video", "--camera", camera.to_str().unwrap()].map(String::from));
+    let alice = Party::spawn(&network.server, &args(&["call", "echo", "--user", "alice", "--duration", "45"], media));
+    let connected = alice.wait_for("connected", Duration::from_secs(15), |v| is_state(v, "connected"));
+    let video = |v: &Value, test: &dyn Fn(&Value) -> bool| is_event(v, "stats") && test(&v["video"]);
+    let fitted = alice.wait_for("the video's bitrate under the 450 kbit/s path", Duration::from_secs(20), |v| {
+        video(v, &|s| {
+            s["target_kbps"].as_u64().is_some_and(|t| (100..400).contains(&t)) && s["sent_fps"].as_f64() > Some(5.0)
+        })
+    });
+    println!("fitted to 450 kbit/s {:.1} s after connecting", (fitted - connected).as_secs_f64());
+
+    network.relay.set_rate(90_000);
+    let narrowed = Instant::now();
+    let paused =
+        alice.wait_for_after("video paused on a 90 kbit/s path", Some(narrowed), Duration::from_secs(20), |v| {
+            video(v, &|s| s["paused_for_bandwidth"] == true)
+        });
+    println!("paused {:.1} s after the path narrowed", (paused - narrowed).as_secs_f64());
+    // A while on the narrow path: audio goes on, video stays off (the first try to bring it
+    // back comes 15 s after it stopped).
+    std::thread::sleep(Duration::from_secs(5));
+
+    network.relay.set_rate(0);
+    let widened = Instant::now();
+    let resumed = alice.wait_for_after("video back on a wide path", Some(widened), Duration::from_secs(25), |v| {
+        video(v, &|s| s["paused_for_bandwidth"] == false && s["sent_fps"].as_f64() > Some(5.0))
+    });
+    println!("video back {:.1} s after the path widened", (resumed - widened).as_secs_f64());
+    let (_, lines, stderr) = {
+        let mut alice = alice;
+        let _ = alice.child.kill();
+        alice.finish(Duration::from_secs(10))
+    };
+    // Audio went on throughout: every second of the narrow stretch received audio.
+    let narrow: Vec<&Value> =
+        lines.iter().filter(|(at, v)| *at > paused && *at < widened && is_event(v, "stats")).map(|(_, v)| v).collect();
+    assert!(!narrow.is_empty(), "stats while video was paused:\n{stderr}");
+    for s in &narrow {
+        assert!(s["receive_kbps"].as_f64().unwrap_or(0.0) > 5.0, "audio kept coming while video was paused: {s}");
+        assert_eq!(s["video"]["paused_for_bandwidth"], true, "video stayed off on the narrow path: {s}");
+    }
+    assert_relayed("alice", &lines);
+}

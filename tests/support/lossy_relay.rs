@@ -1,7 +1,8 @@
 //! A user-space lossy UDP relay for network tests (`tc netem` is not available everywhere the
 //! tests run). Clients send to [`LossyRelay::addr`] as if it were the upstream server (coturn);
 //! the relay forwards each datagram, dropping a seeded random share of them in each direction
-//! (a steady share: see `Dropper`), optionally late, and can black-hole everything for a while.
+//! (a steady share: see `Dropper`), optionally late, through a bottleneck of a set bitrate (a
+//! queue of at most [`BOTTLENECK_QUEUE`], tail drop), and can black-hole everything for a while.
 //!
 //! Each client source address gets its own upstream socket, so the upstream server sees one
 //! distinct 5-tuple per client, as it would without the relay (TURN allocations are per
@@ -32,7 +33,13 @@ pub struct Impairment {
     drop_dtls_type: AtomicU32,
     /// Datagrams dropped that way.
     pub dtls_dropped: AtomicU64,
+    /// The bottleneck's rate in each direction, bit/s; 0: none.
+    rate_bps: AtomicU64,
 }
+
+/// How long a datagram may wait in the bottleneck's queue before it is dropped instead: a
+/// home router's buffer.
+pub const BOTTLENECK_QUEUE: Duration = Duration::from_millis(200);
 
 /// Datagrams seen and dropped, per direction.
 #[derive(Debug, Default)]
@@ -105,6 +112,11 @@ impl LossyRelay {
         self.impairment.dtls_dropped.load(Ordering::Relaxed)
     }
 
+    /// A bottleneck of `bps` bit/s in each direction (0: none), as an access link would be.
+    pub fn set_rate(&self, bps: u64) {
+        self.impairment.rate_bps.store(bps, Ordering::Relaxed);
+    }
+
     pub fn set_black_hole(&self, on: bool) {
         self.impairment.black_hole.store(on, Ordering::Relaxed);
     }
@@ -138,13 +150,15 @@ struct Dropper {
     rng: StdRng,
     credit: f64,
     threshold: f64,
+    /// When the bottleneck has sent everything queued so far.
+    link_free_at: Option<std::time::Instant>,
 }
 
 impl Dropper {
     fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let threshold = rng.random::<f64>();
-        Self { rng, credit: 0.0, threshold }
+        Self { rng, credit: 0.0, threshold, link_free_at: None }
     }
 
     /// Whether to pass this datagram, and after how long.
@@ -166,10 +180,22 @@ impl Dropper {
             self.threshold = self.rng.random::<f64>();
             return None;
         }
+        let mut queued = Duration::ZERO;
+        let rate = impairment.rate_bps.load(Ordering::Relaxed);
+        if rate > 0 {
+            let now = std::time::Instant::now();
+            let start = self.link_free_at.filter(|&free| free > now).unwrap_or(now);
+            if start - now > BOTTLENECK_QUEUE {
+                return None; // the queue is full: tail drop
+            }
+            let sending = Duration::from_secs_f64(datagram.len() as f64 * 8.0 / rate as f64);
+            self.link_free_at = Some(start + sending);
+            queued = start + sending - now;
+        }
         let delay = impairment.delay_ms.load(Ordering::Relaxed);
         let jitter = impairment.jitter_ms.load(Ordering::Relaxed);
         let extra = if jitter == 0 { 0 } else { self.rng.random_range(0..=jitter) };
-        Some(Duration::from_millis(u64::from(delay + extra)))
+        Some(queued + Duration::from_millis(u64::from(delay + extra)))
     }
 }
 

@@ -213,6 +213,23 @@ test("a video call shows the other side's picture; v turns the camera off and on
   await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "true");
   expect(await shell.sent("set_video")).toEqual([{ enabled: true }, { enabled: false }, { enabled: true }]);
 
+  // The connection cannot carry video: a banner says so, and the popover says why.
+  const video = {
+    sent_fps: 0,
+    received_fps: 30,
+    received_width: 640,
+    received_height: 480,
+    undecodable_frames: 0,
+    camera_off: false,
+    estimate_kbps: 120,
+    target_kbps: 52,
+    paused_for_bandwidth: true,
+  };
+  await shell.stats("v1", 4.1, { video });
+  await expect(page.getByText("Your video is paused: the connection cannot carry it right now.")).toBeVisible();
+  await shell.stats("v1", 4.1, { video: { ...video, paused_for_bandwidth: false, sent_fps: 30, target_kbps: 400 } });
+  await expect(page.getByText("Your video is paused")).toBeHidden();
+
   await shell.emit("camera-failed", { call_id: "v1", error: { code: "camera_failed", message: "camera /dev/video0 stopped delivering frames" } });
   const notice = page.getByRole("alert").filter({ hasText: "Your camera stopped: the other side no longer sees you." });
   await expect(notice).toContainText("camera /dev/video0 stopped delivering frames");

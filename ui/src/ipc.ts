@@ -123,6 +123,12 @@ export interface VideoStats {
   received_height: number;
   undecodable_frames: number;
   camera_off: boolean;
+  /** What the path carries, by the congestion controller, kbit/s; null before its first estimate. */
+  estimate_kbps: number | null;
+  /** The video encoder's target now, kbit/s. */
+  target_kbps: number;
+  /** No video is sent: the connection cannot carry it (audio goes on). */
+  paused_for_bandwidth: boolean;
 }
 
 export type CallEventPayload =

@@ -31,6 +31,7 @@ mod rest;
 mod socket;
 mod sound;
 pub mod video;
+pub mod video_rate;
 
 pub use calldock_call as call;
 pub use rest::ServerUrl;

@@ -30,7 +30,9 @@ use crate::ice_servers::{self, IceServerCache};
 pub use crate::sound::{DeviceChange, Microphone, Speaker};
 use crate::sound::{MicrophoneInput, SpeakerOutput};
 use crate::video::{self, VideoControl, VideoReceiver};
+use crate::video_rate::VideoRatePolicy;
 pub use calldock_devices::camera::CameraSource;
+use calldock_video::EncoderSettings;
 
 /// How calls get media.
 #[derive(Debug, Clone)]
@@ -107,6 +109,13 @@ pub struct VideoStats {
     /// Received frames that did not decode, since the call began.
     pub undecodable_frames: u64,
     pub camera_off: bool,
+    /// What the path to the other side carries, by the congestion controller, kbit/s; `None`
+    /// before its first estimate.
+    pub estimate_kbps: Option<f64>,
+    /// The encoder's target now.
+    pub target_kbps: u32,
+    /// No video is sent: the estimate cannot carry it (the call goes on with audio).
+    pub paused_for_bandwidth: bool,
 }
 
 fn quality_name<S: serde::Serializer>(
@@ -263,12 +272,13 @@ async fn run(
     let (peer, mut events) = Peer::new(&settings).await.map_err(|e| (FailureKind::Ice, e.to_string()))?;
     // Encoded frames from the camera thread, and why it stopped if it failed.
     let (mut camera_frames, mut camera_failed) = (None, None);
+    let mut rate_policy = VideoRatePolicy::new(EncoderSettings::default().target_kbps);
+    let mut rate_tick = tokio::time::interval(Duration::from_millis(250));
     let mut video = camera.map(|camera| {
         let control = Arc::new(VideoControl::default());
         let (failed_tx, failed) = mpsc::channel(1);
         camera_failed = Some(failed);
-        camera_frames =
-            Some(video::start_sending(camera, calldock_video::EncoderSettings::default(), control.clone(), failed_tx));
+        camera_frames = Some(video::start_sending(camera, EncoderSettings::default(), control.clone(), failed_tx));
         let (id, pictures) = (call_id.clone(), out.clone());
         let receiver = VideoReceiver::start(control.clone(), move |picture| {
             // A picture the UI cannot take now is stale by the next one: drop it.
@@ -478,6 +488,22 @@ async fn run(
                     }
                 }
             }
+            // The bandwidth estimate sets the video's bitrate, or stops video (crate::video_rate).
+            _ = rate_tick.tick(), if connected && video.is_some() => {
+                if let (Some(v), Some(estimate)) = (&video, peer.send_estimate_bps()) {
+                    let before = rate_policy.rate();
+                    let rate = rate_policy.update(started.elapsed(), estimate);
+                    if rate.paused != before.paused {
+                        let estimate_kbps = (estimate / 1000.0).round();
+                        if rate.paused {
+                            tracing::info!(%call_id, estimate_kbps, "video paused: the path cannot carry it");
+                        } else {
+                            tracing::info!(%call_id, estimate_kbps, "video resumed");
+                        }
+                    }
+                    v.control.set_rate(rate);
+                }
+            }
             _ = stats_tick.tick(), if connected => {
                 let peer_stats = peer.stats().await;
                 let remote = peer_stats.remote;
@@ -526,6 +552,9 @@ async fn run(
                             received_height: c.received_height.load(Ordering::Relaxed),
                             undecodable_frames: c.undecodable.load(Ordering::Relaxed),
                             camera_off: c.camera_off(),
+                            estimate_kbps: peer.send_estimate_bps().map(|bps| bps / 1000.0),
+                            target_kbps: c.target_kbps(),
+                            paused_for_bandwidth: c.paused_for_bandwidth(),
                         };
                         v.last = (sent, received);
                         stats

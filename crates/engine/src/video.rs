@@ -36,6 +36,10 @@ pub struct VideoControl {
     camera_off: AtomicBool,
     /// The other side asked for a key frame.
     keyframe_wanted: AtomicBool,
+    /// The encoder's target, kbit/s (0: its own default), and whether the path is too narrow
+    /// for video at all (crate::video_rate).
+    target_kbps: AtomicU32,
+    paused_for_bandwidth: AtomicBool,
     /// What we received stopped decoding: ask the other side for a key frame.
     keyframe_needed: AtomicBool,
     pub frames_sent: AtomicU64,
@@ -57,6 +61,20 @@ impl VideoControl {
 
     pub fn camera_off(&self) -> bool {
         self.camera_off.load(Ordering::SeqCst)
+    }
+
+    /// What the bandwidth estimate leaves for video.
+    pub fn set_rate(&self, rate: crate::video_rate::VideoRate) {
+        self.target_kbps.store(rate.target_kbps, Ordering::SeqCst);
+        self.paused_for_bandwidth.store(rate.paused, Ordering::SeqCst);
+    }
+
+    pub fn target_kbps(&self) -> u32 {
+        self.target_kbps.load(Ordering::SeqCst)
+    }
+
+    pub fn paused_for_bandwidth(&self) -> bool {
+        self.paused_for_bandwidth.load(Ordering::SeqCst)
     }
 
     pub fn want_keyframe(&self) {
@@ -163,8 +181,14 @@ fn send_loop(
         }
         let duration = last_at.map_or(frame_interval, |last| at.saturating_sub(last));
         last_at = Some(at);
-        if control.camera_off() {
+        if control.camera_off() || control.paused_for_bandwidth() {
+            // When pictures go out again, the other side needs a key frame to start from.
+            encoder.request_keyframe();
             continue;
+        }
+        let target = control.target_kbps();
+        if target != 0 && target != encoder.settings().target_kbps {
+            encoder.set_target_kbps(target).map_err(|e| e.to_string())?;
         }
         let Some(picture) = picture_of(&frame) else { continue };
         if control.keyframe_wanted.swap(false, Ordering::SeqCst) {

@@ -17,6 +17,9 @@ use vpx_rs::{
 /// more is treated as corrupt rather than allocated for.
 pub const MAX_SIDE: u32 = 4096;
 
+/// The lowest target bitrate the encoder is given, kbit/s: below it VP8 at any size is mush.
+pub const MIN_KBPS: u32 = 30;
+
 /// RTP's clock for video: 90 kHz.
 pub const RTP_CLOCK_RATE: u32 = 90_000;
 
@@ -197,6 +200,20 @@ impl Vp8Encoder {
         self.settings
     }
 
+    /// A new target bitrate (the bandwidth estimate moved): the running stream follows it from
+    /// the next frames, without a key frame.
+    pub fn set_target_kbps(&mut self, kbps: u32) -> Result<(), VideoError> {
+        let kbps = kbps.max(MIN_KBPS);
+        if kbps == self.settings.target_kbps {
+            return Ok(());
+        }
+        self.settings.target_kbps = kbps;
+        if let Some((_, _, encoder)) = self.encoder.as_mut() {
+            encoder.set_target_bitrate(kbps).map_err(|e| VideoError::Encoder(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// The next frame is a key frame (the other side lost the picture and asked, by PLI/FIR).
     pub fn request_keyframe(&mut self) {
         self.keyframe_requested = true;
@@ -211,7 +228,7 @@ impl Vp8Encoder {
             width,
             height,
             timebase,
-            RateControl::ConstantBitRate(self.settings.target_kbps.max(30)),
+            RateControl::ConstantBitRate(self.settings.target_kbps.max(MIN_KBPS)),
         )
         .map_err(encoder_error)?;
         // What WebRTC's VP8 encoder configures for a realtime call: no look-ahead, drop frames

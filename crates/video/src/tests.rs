@@ -90,6 +90,33 @@ fn the_bitrate_follows_the_target() {
 }
 
 #[test]
+fn the_bitrate_of_a_running_stream_follows_a_new_target_without_a_key_frame() {
+    let mut encoder = Vp8Encoder::new(EncoderSettings { target_kbps: 1200, ..EncoderSettings::default() });
+    let mut decoder = Vp8Decoder::new().unwrap();
+    let mut kbps = |encoder: &mut Vp8Encoder, from: u32| {
+        let mut bytes = 0;
+        for i in from..from + 60 {
+            let frame = encoder.encode(&pattern(640, 480, i * 3));
+            if let Some(frame) = frame.unwrap() {
+                assert!(!frame.keyframe || i == 0, "frame {i} is a key frame");
+                assert!(decoder.decode(&frame.data).unwrap().is_some());
+                if i >= from + 30 {
+                    bytes += frame.data.len();
+                }
+            }
+        }
+        bytes as f64 * 8.0 / 1000.0
+    };
+    let high = kbps(&mut encoder, 0);
+    encoder.set_target_kbps(200).unwrap();
+    let low = kbps(&mut encoder, 60);
+    assert!(low < 300.0 && high > 2.0 * low, "1200 kbit/s gave {high:.0}, then 200 gave {low:.0}");
+    assert_eq!(encoder.settings().target_kbps, 200);
+    encoder.set_target_kbps(1).unwrap();
+    assert_eq!(encoder.settings().target_kbps, MIN_KBPS, "never below the floor");
+}
+
+#[test]
 fn garbage_and_truncated_frames_are_errors_not_panics() {
     let mut encoder = Vp8Encoder::new(EncoderSettings::default());
     let key = encoder.encode(&pattern(320, 240, 0)).unwrap().unwrap();

@@ -70,12 +70,25 @@ describe("path and popover", () => {
     expect(early.find((r) => r.name === "Packet loss")?.value).toBe("0.0 % received");
   });
   it("shows a video call's pictures both ways", () => {
-    const video = { sent_fps: 30, received_fps: 29.6, received_width: 640, received_height: 480, undecodable_frames: 0, camera_off: false };
+    const video = {
+      sent_fps: 30,
+      received_fps: 29.6,
+      received_width: 640,
+      received_height: 480,
+      undecodable_frames: 0,
+      camera_off: false,
+      estimate_kbps: 900,
+      target_kbps: 700,
+      paused_for_bandwidth: false,
+    };
     const row = (patch: Partial<typeof video>) =>
       statRows(stats({ video: { ...video, ...patch } })).find((r) => r.name === "Video")?.value;
-    expect(row({})).toBe("30 fps at 640×480 received · 30 fps sent");
+    expect(row({})).toBe("30 fps at 640×480 received · 30 fps sent at 700 kbps");
     expect(row({ received_width: 0, received_height: 0, camera_off: true })).toBe("none received yet · camera off");
-    expect(row({ undecodable_frames: 3 })).toBe("30 fps at 640×480 received · 30 fps sent · 3 frames lost");
+    expect(row({ undecodable_frames: 3 })).toBe("30 fps at 640×480 received · 30 fps sent at 700 kbps · 3 frames lost");
+    expect(row({ paused_for_bandwidth: true, sent_fps: 0 })).toBe(
+      "30 fps at 640×480 received · paused: the connection cannot carry video",
+    );
   });
   it("says when RTT is not measured yet", () => {
     const rows = statRows(stats({ rtt_ms: null }));

@@ -91,7 +91,11 @@ export function statRows(stats: CallStats | null): StatRow[] {
 function videoRow(v: NonNullable<CallStats["video"]>): StatRow {
   const received =
     v.received_width > 0 ? `${num(v.received_fps, 0)} fps at ${v.received_width}×${v.received_height} received` : "none received yet";
-  const sent = v.camera_off ? "camera off" : `${num(v.sent_fps, 0)} fps sent`;
+  const sent = v.camera_off
+    ? "camera off"
+    : v.paused_for_bandwidth
+      ? "paused: the connection cannot carry video"
+      : `${num(v.sent_fps, 0)} fps sent at ${v.target_kbps} kbps`;
   const broken = v.undecodable_frames > 0 ? ` · ${v.undecodable_frames} frames lost` : "";
   return { name: "Video", value: `${received} · ${sent}${broken}` };
 }

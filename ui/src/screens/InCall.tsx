@@ -54,6 +54,12 @@ export function InCall({ store, model, call }: { store: Store; model: Model; cal
         </p>
       )}
       {(live || call.state === "connecting") && <QualityBadge stats={call.stats} />}
+      {call.media === "video" && call.stats?.video?.paused_for_bandwidth && (
+        <p class="banner tone-warn" role="status">
+          Your video is paused: the connection cannot carry it right now. Audio goes on, and video comes back by
+          itself when the connection allows.
+        </p>
+      )}
       {call.media === "video" && (live || call.state === "connecting") && <RemoteVideo name={name} />}
       {model.talking && <p class="talking">Talking (release Space to mute again)</p>}
       <div class="controls" role="group" aria-label="Call controls">

@@ -146,6 +146,9 @@ impl CodecId {
 #[derive(Debug)]
 pub struct Encoder<T: YUVPixelType> {
     ctx: NoDebugWrapper<vpx_sys::vpx_codec_ctx_t>,
+    // Calldock: the configuration the encoder runs with, for `set_target_bitrate`
+    // (vendor/README.md).
+    cfg: NoDebugWrapper<vpx_sys::vpx_codec_enc_cfg>,
     input_pixel_type: std::marker::PhantomData<T>,
 }
 
@@ -174,6 +177,7 @@ impl<T: YUVPixelType> Encoder<T> {
         )?;
         let mut encoder = Self {
             ctx: NoDebugWrapper(ctx),
+            cfg: NoDebugWrapper(cfg),
             input_pixel_type: std::marker::PhantomData,
         };
         match config.rate_control {
@@ -239,6 +243,16 @@ impl<T: YUVPixelType> Encoder<T> {
     /// Returns information about the stream being produced.
     pub fn stream_info(&mut self) -> Option<StreamInfo> {
         crate::common::get_stream_info(&mut self.ctx.0)
+    }
+    /// Calldock: changes the target bitrate (kbit/s) of the running encoder, as a realtime
+    /// sender does when its bandwidth estimate moves (`vpx_codec_enc_config_set`; the
+    /// encoder goes on without a key frame).
+    pub fn set_target_bitrate(&mut self, kbps: u32) -> Result<()> {
+        self.cfg.0.rc_target_bitrate = kbps;
+        call_vpx!(
+            vpx_sys::vpx_codec_enc_config_set(&mut self.ctx.0, &self.cfg.0),
+            Error::EncoderConfigInitFailed,
+        )
     }
     /// Provides fine-grained codec control after initialization.
     pub fn codec_control_set(
