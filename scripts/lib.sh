@@ -32,6 +32,21 @@ need_packages() {
     fi
 }
 
+# link_libvpx_statically: the build links libvpx (VP8) into the binary, as libopus is, so the
+# app needs no libvpx of one particular soname at run time (Debian 12 and Ubuntu 22.04 ship
+# libvpx7, Ubuntu 24.04 libvpx9) and the .deb depends on nothing more for video. It must go
+# through VPX_LIB_DIR: through pkg-config, env-libvpx-sys links a library under /usr
+# dynamically whatever VPX_STATIC says (pkg-config-rs keeps system libraries shared).
+link_libvpx_statically() {
+    local archive
+    archive=$(gcc -print-file-name=libvpx.a)
+    [ -f "$archive" ] || return 0 # no static libvpx (libvpx-dev): linked dynamically
+    VPX_LIB_DIR=$(cd "$(dirname "$archive")" && pwd)
+    VPX_INCLUDE_DIR=$(pkg-config --variable=includedir vpx)
+    VPX_VERSION=$(pkg-config --modversion vpx)
+    export VPX_LIB_DIR VPX_INCLUDE_DIR VPX_VERSION VPX_STATIC=1
+}
+
 need_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
         echo "calldock: Rust is not installed. Install it from https://rustup.rs (rustup), then run this again." >&2

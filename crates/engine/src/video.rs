@@ -154,14 +154,15 @@ fn send_loop(
     let started = Instant::now();
     // A looped file's timestamps start again at zero: carry on from where the last loop ended.
     let mut loop_offset = Duration::ZERO;
-    let mut last_at: Option<Duration> = None;
+    // The last frame read, and the last one sent.
+    let (mut read_at, mut sent_at): (Option<Duration>, Option<Duration>) = (None, None);
     let frame_interval = Duration::from_secs(1) / CAPTURE_FPS;
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 // The end of a file: play it again.
-                loop_offset = last_at.map_or(Duration::ZERO, |at| at + frame_interval);
+                loop_offset = read_at.map_or(Duration::ZERO, |at| at + frame_interval);
                 source = open(camera)?.0;
                 match source.next_frame() {
                     Ok(Some(frame)) => frame,
@@ -172,6 +173,7 @@ fn send_loop(
             Err(e) => return Err(e.to_string()),
         };
         let at = loop_offset + frame.captured_at;
+        read_at = Some(at);
         if paced {
             let due = started + at;
             let now = Instant::now();
@@ -179,13 +181,15 @@ fn send_loop(
                 std::thread::sleep(due - now);
             }
         }
-        let duration = last_at.map_or(frame_interval, |last| at.saturating_sub(last));
-        last_at = Some(at);
         if control.camera_off() || control.paused_for_bandwidth() {
             // When pictures go out again, the other side needs a key frame to start from.
             encoder.request_keyframe();
             continue;
         }
+        // Since the last frame sent: across a pause the RTP timestamp moves by the pause, so
+        // the other side's timing stays true to the clock.
+        let duration = sent_at.map_or(frame_interval, |last| at.saturating_sub(last));
+        sent_at = Some(at);
         let target = control.target_kbps();
         if target != 0 && target != encoder.settings().target_kbps {
             encoder.set_target_kbps(target).map_err(|e| e.to_string())?;
@@ -315,6 +319,26 @@ mod tests {
         control.stop();
         while frames.blocking_recv().is_some() {}
         assert!(failed.try_recv().is_err(), "stopping is not a failure");
+    }
+
+    #[test]
+    fn after_the_camera_was_off_the_next_frame_spans_the_gap_and_is_a_key_frame() {
+        let control = Arc::new(VideoControl::default());
+        let (failed_tx, _failed) = mpsc::channel(1);
+        let mut frames = start_sending(CameraSource::Pattern, EncoderSettings::default(), control.clone(), failed_tx);
+        for _ in 0..3 {
+            frames.blocking_recv().expect("frames keep coming");
+        }
+        control.set_camera_off(true);
+        // Whatever was queued before the camera went off.
+        std::thread::sleep(Duration::from_millis(100));
+        while frames.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(300));
+        control.set_camera_off(false);
+        let next = frames.blocking_recv().expect("frames come again");
+        assert!(next.duration >= Duration::from_millis(300), "the RTP clock moves by the pause: {:?}", next.duration);
+        assert!(calldock_video::is_keyframe(&next.data), "the first frame after a pause is a key frame");
+        control.stop();
     }
 
     #[test]
