@@ -20,7 +20,10 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, Slot};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{CongestionFeedback, configure_congestion_control};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
+    configure_simulcast_extension_headers,
+};
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
@@ -576,10 +579,15 @@ impl Peer {
             };
             registry = configure_congestion_control(registry, estimator, CongestionFeedback::Twcc, &mut media)
                 .map_err(webrtc_error)?;
+            // rtc's defaults less the transport-wide feedback receiver, which congestion
+            // control has just installed (a second one only replaces it, with a warning).
+            registry = configure_nack(registry, &mut media);
+            configure_simulcast_extension_headers(&mut media).map_err(webrtc_error)?;
+            registry = configure_rtcp_reports(registry);
+        } else {
+            registry = register_default_interceptors(registry, &mut media).map_err(webrtc_error)?;
         }
-        let registry = register_default_interceptors(registry, &mut media)
-            .map_err(webrtc_error)?
-            .with(Slot::from(500), report_reader);
+        let registry = registry.with(Slot::from(500), report_reader);
         let mut setting_engine = SettingEngineBuilder::new()
             // The default mDNS mode binds 0.0.0.0:5353; Calldock does not use mDNS candidates.
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
