@@ -229,6 +229,11 @@ test("a video call shows the other side's picture; v turns the camera off and on
   await expect(page.getByText("Your video is paused: the connection cannot carry it right now.")).toBeVisible();
   await shell.stats("v1", 4.1, { video: { ...video, paused_for_bandwidth: false, sent_fps: 30, target_kbps: 400 } });
   await expect(page.getByText("Your video is paused")).toBeHidden();
+  // Pictures stop coming from the other side: its last one stays, marked as paused.
+  await shell.stats("v1", 4.1, { video: { ...video, paused_for_bandwidth: false, received_fps: 0 } });
+  await expect(page.getByRole("status").filter({ hasText: "Ada Lovelace's video is paused" })).toBeVisible();
+  await shell.stats("v1", 4.1, { video: { ...video, paused_for_bandwidth: false, received_fps: 30 } });
+  await expect(page.getByText("Ada Lovelace's video is paused")).toBeHidden();
 
   await shell.emit("camera-failed", { call_id: "v1", error: { code: "camera_failed", message: "camera /dev/video0 stopped delivering frames" } });
   const notice = page.getByRole("alert").filter({ hasText: "Your camera stopped: the other side no longer sees you." });

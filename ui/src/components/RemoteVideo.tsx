@@ -5,7 +5,11 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { watchVideo } from "../ipc";
 import { parsePicture, toRgba } from "../logic/video";
 
-export function RemoteVideo({ name }: { name: string }) {
+/**
+ * `stalled`: pictures stopped coming (the other side's camera is off, or its connection cannot
+ * carry video): the last one stays, marked as paused.
+ */
+export function RemoteVideo({ name, stalled }: { name: string; stalled: boolean }) {
   const ref = useRef<HTMLCanvasElement>(null);
   const [showing, setShowing] = useState(false);
   useEffect(() => {
@@ -54,6 +58,11 @@ export function RemoteVideo({ name }: { name: string }) {
         data-showing={showing ? "yes" : "no"}
       />
       {!showing && <p class="muted remote-waiting">Waiting for {name}'s video…</p>}
+      {showing && stalled && (
+        <p class="remote-waiting remote-stalled" role="status">
+          {name}'s video is paused
+        </p>
+      )}
     </div>
   );
 }

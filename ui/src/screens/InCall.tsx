@@ -60,7 +60,9 @@ export function InCall({ store, model, call }: { store: Store; model: Model; cal
           itself when the connection allows.
         </p>
       )}
-      {call.media === "video" && (live || call.state === "connecting") && <RemoteVideo name={name} />}
+      {call.media === "video" && (live || call.state === "connecting") && (
+        <RemoteVideo name={name} stalled={live && call.stats?.video?.received_fps === 0} />
+      )}
       {model.talking && <p class="talking">Talking (release Space to mute again)</p>}
       <div class="controls" role="group" aria-label="Call controls">
         <button
