@@ -107,18 +107,27 @@ fn open(camera: &CameraSource) -> Result<(Box<dyn FrameSource>, bool), String> {
 /// source has it, grey otherwise.
 fn picture_of(frame: &Frame) -> Option<Picture> {
     let (width, height) = (frame.width & !1, frame.height & !1);
-    let crop = |plane: &[u8], plane_width: usize, w: usize, h: usize| -> Option<Vec<u8>> {
+    let (w, h) = (width as usize, height as usize);
+    // One copy per frame, straight into the picture: rows cropped to the even size.
+    let mut data = Vec::with_capacity(Picture::len_for(width, height));
+    let mut append = |plane: &[u8], plane_width: usize, w: usize, h: usize| -> Option<()> {
         if plane_width == 0 || plane.len() < plane_width * h {
             return None;
         }
-        Some(plane.chunks_exact(plane_width).take(h).flat_map(|row| &row[..w]).copied().collect())
+        plane.chunks_exact(plane_width).take(h).for_each(|row| data.extend_from_slice(&row[..w]));
+        Some(())
     };
-    let (w, h) = (width as usize, height as usize);
-    let luma = crop(&frame.luma, frame.width as usize, w, h)?;
-    let Some(chroma) = &frame.chroma else { return Picture::from_luma(width, height, &luma).ok() };
-    let (chroma_width, _) = calldock_devices::camera::Chroma::size_for(frame.width, frame.height);
-    let (u, v) = (crop(&chroma.u, chroma_width, w / 2, h / 2)?, crop(&chroma.v, chroma_width, w / 2, h / 2)?);
-    Picture::from_i420(width, height, [luma, u, v].concat()).ok()
+    append(&frame.luma, frame.width as usize, w, h)?;
+    match &frame.chroma {
+        Some(chroma) => {
+            let (chroma_width, _) = calldock_devices::camera::Chroma::size_for(frame.width, frame.height);
+            append(&chroma.u, chroma_width, w / 2, h / 2)?;
+            append(&chroma.v, chroma_width, w / 2, h / 2)?;
+        }
+        // Grey: neutral chroma.
+        None => data.resize(Picture::len_for(width, height), 128),
+    }
+    Picture::from_i420(width, height, data).ok()
 }
 
 /// Starts capturing and encoding on a thread of its own. Encoded frames arrive on the returned

@@ -25,8 +25,6 @@ pub struct EchoMedia {
 
 impl EchoMedia {
     pub fn new(settings: PeerSettings, requests: mpsc::Sender<ClientMessage>) -> Self {
-        // Ready for video: a caller's audio-only offer leaves the video track out of the answer.
-        let settings = PeerSettings { video: true, ..settings };
         Self { settings, sessions: HashMap::new(), requests }
     }
 
@@ -36,7 +34,11 @@ impl EchoMedia {
             ServerMessage::Sdp { call_id, kind: SdpKind::Offer, sdp, .. } => {
                 let tx = self.sessions.entry(call_id.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(256);
-                    tokio::spawn(run(call_id.clone(), self.settings.clone(), rx, self.requests.clone()));
+                    // A video track (and the congestion control that comes with it) only for a
+                    // caller who offers video: an audio echo call stays as light as before.
+                    let video = sdp.lines().any(|line| line.starts_with("m=video"));
+                    let settings = PeerSettings { video, ..self.settings.clone() };
+                    tokio::spawn(run(call_id.clone(), settings, rx, self.requests.clone()));
                     tx
                 });
                 let _ = tx.try_send(ToEcho::Signal(Signal::Offer(sdp.clone())));
