@@ -524,7 +524,7 @@ fn speaker_device(media: &MediaArgs) -> Option<DeviceChoice> {
 }
 
 /// Lines typed (or piped) on standard input while a call runs: `mute`, `unmute`, `mic DEVICE`,
-/// `speaker DEVICE`, `hangup`. Support and QA steer a headless call this way.
+/// `speaker DEVICE`, `camera off|on|SOURCE`, `hangup`. Support and QA steer a headless call this way.
 fn control_lines() -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(16);
     // A plain thread: tokio's blocking stdin read would keep the runtime from shutting down.
@@ -539,7 +539,8 @@ fn control_lines() -> mpsc::Receiver<String> {
     rx
 }
 
-const CONTROL_USAGE: &str = "commands: mute, unmute, mic DEVICE|FILE.wav|silence, speaker DEVICE|FILE.wav|null, hangup";
+const CONTROL_USAGE: &str = "commands: mute, unmute, mic DEVICE|FILE.wav|silence, speaker DEVICE|FILE.wav|null, \
+     camera off|on|DEVICE|pattern|FILE.y4m, hangup";
 
 /// Carries out one control line.
 async fn control(engine: &Engine, watch: &CallWatch, line: &str) {
@@ -554,6 +555,15 @@ async fn control(engine: &Engine, watch: &CallWatch, line: &str) {
             Ok(m) => engine.set_microphone(m).await.map(|()| format!("microphone: {device}")),
             Err(e) => {
                 say(watch.json, format!("mic {e}"), json!({"event": "control_error", "error": e}));
+                return;
+            }
+        },
+        ("camera", "off") => engine.set_camera_off(true).await.map(|()| "camera off".to_string()),
+        ("camera", "on") => engine.set_camera_off(false).await.map(|()| "camera on".to_string()),
+        ("camera", source) if !source.is_empty() => match CameraSource::parse(source) {
+            Ok(camera) => engine.set_camera(camera).await.map(|()| format!("camera: {source}")),
+            Err(e) => {
+                say(watch.json, format!("camera {e}"), json!({"event": "control_error", "error": e}));
                 return;
             }
         },
@@ -641,8 +651,17 @@ async fn follow(
                         say(watch.json, format!("camera: {reason}"), json!({"event": "camera_failed", "reason": reason}));
                     }
                 }
-                // The command line watches no one's presence.
-                Some(EngineEvent::TokenRefreshed { .. } | EngineEvent::Presence { .. }) => {}
+                Some(EngineEvent::CameraRefused { call_id, reason }) => {
+                    if call_id == watch.call_id {
+                        say(
+                            watch.json,
+                            format!("camera not switched: {reason}"),
+                            json!({"event": "camera_refused", "reason": reason}),
+                        );
+                    }
+                }
+                // The command line watches no one's presence, and shows no self view.
+                Some(EngineEvent::TokenRefreshed { .. } | EngineEvent::Presence { .. } | EngineEvent::SelfView { .. }) => {}
             },
             line = controls.recv(), if controls_open => match line {
                 Some(line) => {

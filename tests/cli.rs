@@ -333,6 +333,77 @@ fn video_echo_test_returns_the_callers_pictures() {
     println!("video echo: {} pictures back in 4 s; last second {last}", indices.len());
 }
 
+/// Support's way to replay a camera problem mid-call: `camera SOURCE` on stdin switches the
+/// camera of a video call without renegotiating, a camera that cannot be opened leaves the one
+/// in use, and `camera off`/`camera on` stop and restart the picture.
+#[test]
+fn a_video_call_switches_cameras_mid_call_and_keeps_its_camera_when_the_new_one_fails() {
+    use calldock_video::test_pattern::counter;
+    let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let first = support::numbered_y4m(dir.path(), "first.y4m", 0..60);
+    let second = support::numbered_y4m(dir.path(), "second.y4m", 200..230);
+    let received = dir.path().join("received.y4m");
+    let mut command = calldock();
+    command.args(["call", "echo", "--video", "--user", "alice", "--bind", "127.0.0.1:0", "--stats", "--json"]);
+    command.args(["--camera", first.to_str().unwrap(), "--video-out", received.to_str().unwrap()]);
+    command.args(["--duration", "9", "--server", &server.base]);
+    let mut alice = support::lines::LineProcess::start("alice", command);
+    alice.wait_for("\"connected\"", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    alice.send("camera /nonexistent/unplugged.y4m");
+    let refused = alice.wait_for("camera_refused", Duration::from_secs(5));
+    assert!(refused.contains("unplugged.y4m"), "{refused}");
+    std::thread::sleep(Duration::from_millis(1000));
+
+    alice.send(&format!("camera {}", second.display()));
+    alice.wait_for("second.y4m", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(2000));
+    alice.send("camera off");
+    alice.wait_for("\"camera off\"", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(2200));
+    alice.send("camera on");
+    alice.wait_for("\"camera on\"", Duration::from_secs(5));
+    let (code, lines) = alice.finish(Duration::from_secs(20));
+    let output = lines.join("\n");
+    assert_eq!(code, 0, "{output}");
+
+    let (_, _, pictures) = support::read_y4m(&received);
+    let numbers: Vec<u32> = pictures.iter().map(counter).collect();
+    let switch = numbers.iter().position(|&n| n >= 200).unwrap_or_else(|| panic!("never switched: {numbers:?}"));
+    // The refused switch changed nothing: the first camera's pictures ran on, in order, until
+    // the good switch.
+    assert!(switch >= 60, "about 3 s of the first camera came back: {switch} pictures");
+    assert!(numbers[..switch].iter().all(|&n| n < 60), "{numbers:?}");
+    let in_order = numbers[..switch].windows(2).filter(|w| w[1] == (w[0] + 1) % 60).count();
+    assert!(in_order + 3 >= switch, "the first camera's pictures out of order: {numbers:?}");
+    // From the switch on, the second camera's only (its own numbers), from its first picture.
+    assert_eq!(numbers[switch], 200, "{numbers:?}");
+    assert!(numbers[switch..].iter().all(|&n| (200..230).contains(&n)), "{numbers:?}");
+    assert!(
+        numbers.len() - switch >= 60,
+        "the second camera, before and after off/on: {} pictures",
+        numbers.len() - switch
+    );
+    // While off, nothing was sent; once on again, pictures flowed.
+    let stats: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["event"] == "stats")
+        .filter_map(|line| line.get("video").cloned())
+        .collect();
+    assert!(
+        stats.iter().any(|v| v["camera_off"] == true && v["sent_fps"].as_f64() == Some(0.0)),
+        "a second with the camera off and nothing sent: {stats:?}"
+    );
+    let last = stats.last().expect("video stats");
+    assert_eq!(last["camera_off"], false, "{last}");
+    assert!(last["sent_fps"].as_f64().unwrap() >= 25.0, "{last}");
+    assert!(last["received_fps"].as_f64().unwrap() >= 25.0, "{last}");
+    println!("camera switch: {switch} pictures from the first camera, {} from the second", numbers.len() - switch);
+}
+
 /// The first start on a machine makes the log directory and writes the day's log there, with
 /// nothing about it on standard error.
 #[test]

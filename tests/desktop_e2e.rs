@@ -294,26 +294,26 @@ async fn the_real_app_makes_a_video_echo_call_and_shows_the_picture() {
     let client = &window.client;
     wait_css(client, "button[aria-label='Call Echo test']").await.click().await.unwrap();
     wait_xpath(client, "//h1[contains(., 'Echo test')]").await;
+    // Pre-join: the preview shows what the call will send (no camera here: the test pattern),
+    // as thumbnails from the shell.
+    let preview = wait_css(client, "canvas.camera[data-showing='yes']").await;
+    assert_eq!(preview.attr("width").await.unwrap().as_deref(), Some("320"), "a thumbnail of the 640×480 pattern");
+    assert!(grey_levels(client, "canvas.camera").await > 20, "the preview is drawn");
     wait_xpath(client, &button_with_text("Start video call")).await.click().await.unwrap();
 
     wait_text(client, ".dock-state", "the video call connects", |t| {
         t.contains("Connected") && t.contains("Video call")
     })
     .await;
+    // The self view: our own pictures in the corner, from the camera the call sends.
+    let own = wait_css(client, "canvas.self-picture[data-showing='yes']").await;
+    assert_eq!(own.attr("width").await.unwrap().as_deref(), Some("320"));
+    assert!(grey_levels(client, "canvas.self-picture").await > 20, "the self view is drawn");
     let picture = wait_css(client, "canvas.remote-picture[data-showing='yes']").await;
     assert_eq!(picture.attr("width").await.unwrap().as_deref(), Some("640"), "the pattern's size");
     // The test pattern's grey stripes, back through the echo bot: many grey levels, not a
     // blank canvas.
-    let levels = client
-        .execute(
-            "const c = document.querySelector('canvas.remote-picture'); \
-             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
-             const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i]); return seen.size;",
-            vec![],
-        )
-        .await
-        .expect("the page runs a script");
-    let levels = levels.as_u64().unwrap_or(0);
+    let levels = grey_levels(client, "canvas.remote-picture").await;
     assert!(levels > 50, "the picture has {levels} grey levels: is it drawn?");
     tokio::time::sleep(Duration::from_secs(2)).await;
     desktop::screenshot(client, &screenshots_dir().join("in-call-video.png")).await;
@@ -325,6 +325,20 @@ async fn the_real_app_makes_a_video_echo_call_and_shows_the_picture() {
     wait_css(client, "#summary-title").await;
     let _ = window.client.clone().close().await;
     drop(window);
+}
+
+/// How many red levels a canvas shows (sampled): a blank one shows one.
+async fn grey_levels(client: &Client, selector: &str) -> u64 {
+    let levels = client
+        .execute(
+            "const c = document.querySelector(arguments[0]); \
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+             const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i]); return seen.size;",
+            vec![serde_json::json!(selector)],
+        )
+        .await
+        .expect("the page runs a script");
+    levels.as_u64().unwrap_or(0)
 }
 
 /// A call ringing in to the window: the incoming dialog with its countdown, the ringtone on the

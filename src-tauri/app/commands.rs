@@ -10,7 +10,7 @@ use tauri::State;
 use tauri::ipc::{Channel, InvokeResponseBody};
 
 use super::contacts::Contact;
-use super::os::Desktop;
+use super::os::{Desktop, VideoView};
 use super::settings::Settings;
 use super::shell::{AppState, DeviceList, MuteSource, Shell};
 use super::transport::{Arg, CallViewJson, IpcError, RecentCallJson};
@@ -99,13 +99,33 @@ pub async fn set_video(shell: State<'_, Arc<Shell>>, enabled: Arg<bool>) -> Repl
     shell.set_video(enabled.0).await
 }
 
-/// Where the pictures of a video call's other side go: each message is 8 bytes (width and
-/// height, u32 little-endian) and the picture in I420 (docs/desktop-ipc.md). A later call
-/// replaces the channel (the in-call screen opens one each time it shows).
+/// Where pictures go: the other side's in a video call (`remote`), or our camera's (`own`: the
+/// self view, the pre-join preview). Each message is 8 bytes (width and height, u32
+/// little-endian) and the picture in I420 (docs/desktop-ipc.md). A later call for the same view
+/// replaces its channel (a screen opens one each time it shows).
 #[tauri::command]
-pub fn watch_video(desktop: State<'_, Arc<Desktop>>, frames: Channel<InvokeResponseBody>) -> Reply<()> {
-    desktop.watch_video(frames);
+pub fn watch_video(
+    desktop: State<'_, Arc<Desktop>>,
+    view: Arg<VideoView>,
+    frames: Channel<InvokeResponseBody>,
+) -> Reply<()> {
+    desktop.watch_video(view.0, frames);
     Ok(())
+}
+
+#[tauri::command]
+pub async fn set_camera(shell: State<'_, Arc<Shell>>, camera: Arg<Option<String>>) -> Reply<()> {
+    shell.set_camera(camera.0).await
+}
+
+#[tauri::command]
+pub async fn start_camera_preview(shell: State<'_, Arc<Shell>>) -> Reply<()> {
+    shell.start_camera_preview().await
+}
+
+#[tauri::command]
+pub fn stop_camera_preview(shell: State<'_, Arc<Shell>>) {
+    shell.stop_camera_preview();
 }
 
 #[tauri::command]

@@ -36,17 +36,42 @@ struct Tray {
 pub struct Desktop {
     app: AppHandle,
     tray: Mutex<Option<Tray>>,
-    /// The UI's channel for video pictures (`watch_video`).
+    /// The UI's channels for pictures (`watch_video`): the other side's, and our own camera's.
     video: Mutex<Option<Channel<InvokeResponseBody>>>,
+    own_video: Mutex<Option<Channel<InvokeResponseBody>>>,
+}
+
+/// Which pictures a `watch_video` channel carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoView {
+    /// The other side of a video call.
+    Remote,
+    /// Our camera: the self view in a call, the preview before one.
+    Own,
 }
 
 impl Desktop {
     pub fn new(app: AppHandle) -> Self {
-        Self { app, tray: Mutex::new(None), video: Mutex::new(None) }
+        Self { app, tray: Mutex::new(None), video: Mutex::new(None), own_video: Mutex::new(None) }
     }
 
-    pub fn watch_video(&self, frames: Channel<InvokeResponseBody>) {
-        *self.video.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
+    pub fn watch_video(&self, view: VideoView, frames: Channel<InvokeResponseBody>) {
+        let slot = match view {
+            VideoView::Remote => &self.video,
+            VideoView::Own => &self.own_video,
+        };
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
+    }
+}
+
+/// Sends a picture on a `watch_video` channel, if the UI opened one.
+fn send_picture(channel: &Mutex<Option<Channel<InvokeResponseBody>>>, picture: &calldock_video::Picture) {
+    let channel = channel.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(frames) = channel.as_ref()
+        && let Err(e) = frames.send(InvokeResponseBody::Raw(video_message(picture)))
+    {
+        tracing::debug!(error = %e, "a video picture did not reach the window");
     }
 }
 
@@ -77,12 +102,11 @@ impl Outbox for Desktop {
     }
 
     fn video_frame(&self, _call_id: &str, picture: &calldock_video::Picture) {
-        let video = self.video.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(frames) = video.as_ref()
-            && let Err(e) = frames.send(InvokeResponseBody::Raw(video_message(picture)))
-        {
-            tracing::debug!(error = %e, "a video picture did not reach the window");
-        }
+        send_picture(&self.video, picture);
+    }
+
+    fn own_picture(&self, picture: &calldock_video::Picture) {
+        send_picture(&self.own_video, picture);
     }
 
     fn incoming_call(&self, from_name: &str, stacked: bool) {

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::transport::IpcError;
 
+/// The `camera` setting that sends the test pattern instead of a camera.
+pub const CAMERA_PATTERN: &str = "pattern";
+
 /// Which signaling server to use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -83,6 +86,8 @@ pub struct Settings {
     pub processing: Processing,
     pub microphone: String,
     pub speaker: String,
+    /// A camera id, [`CAMERA_PATTERN`], or `None` for the default camera (the test pattern
+    /// where there is none).
     pub camera: Option<String>,
     pub ringer: RingerSetting,
     pub theme: Theme,
@@ -169,7 +174,9 @@ impl Settings {
         if let Some(camera) = &self.camera
             && (camera.is_empty() || camera.len() > 256)
         {
-            return Err(IpcError::invalid_argument("camera: a camera id, or null for the test pattern"));
+            return Err(IpcError::invalid_argument(
+                "camera: a camera id, \"pattern\" for the test pattern, or null for the default camera",
+            ));
         }
         Ok(())
     }

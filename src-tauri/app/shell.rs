@@ -33,7 +33,7 @@ use super::device_watch::{CameraDevice, DevicesChanged};
 use super::keychain::{Keychain, KeychainError, KeychainStatus};
 use super::mic_meter::{MicLevel, MicMeter};
 use super::ringing::Ringing;
-use super::settings::{self, ConfigDir, ServerSetting, Settings};
+use super::settings::{self, CAMERA_PATTERN, ConfigDir, ServerSetting, Settings};
 use super::transport::{CallEventJson, CallViewJson, IpcError, RecentCallJson, SignalingJson};
 
 /// Where the shell's events and OS notices go: the UI's windows and the desktop (tray,
@@ -47,6 +47,8 @@ pub trait Outbox: Send + Sync + 'static {
     fn incoming_call(&self, _from_name: &str, _stacked: bool) {}
     /// A decoded picture of the other side of a video call, I420, for the UI's video element.
     fn video_frame(&self, _call_id: &str, _picture: &calldock_video::Picture) {}
+    /// A thumbnail of our own camera: the self view in a video call, or the pre-join preview.
+    fn own_picture(&self, _picture: &calldock_video::Picture) {}
 }
 
 /// Who pressed mute (the `mute-changed` event's `source`).
@@ -169,6 +171,8 @@ pub struct Shell {
     sign_in_turn: tokio::sync::Mutex<()>,
     built_in: tokio::sync::Mutex<Option<RunningServer>>,
     mic_meter: Mutex<Option<MicMeter>>,
+    /// The pre-join screen's camera preview, while it shows.
+    camera_preview: Mutex<Option<calldock_engine::video::CameraPreview>>,
     doctor_busy: AtomicBool,
 }
 
@@ -214,6 +218,7 @@ impl Shell {
             sign_in_turn: tokio::sync::Mutex::new(()),
             built_in: tokio::sync::Mutex::new(None),
             mic_meter: Mutex::new(None),
+            camera_preview: Mutex::new(None),
             doctor_busy: AtomicBool::new(false),
         })
     }
@@ -406,8 +411,9 @@ impl Shell {
             ServerSetting::Url { url } => url.clone(),
         };
         let mut attempt = 0;
+        let camera = self.camera(&settings).await;
         let (engine, events) = loop {
-            match Engine::connect(self.engine_config(&settings, &server, token.clone())).await {
+            match Engine::connect(self.engine_config(&settings, &server, token.clone(), camera.clone())).await {
                 Ok(connected) => break connected,
                 Err(e) if e.transient() => {
                     attempt += 1;
@@ -446,7 +452,13 @@ impl Shell {
         self.forward(generation, &settings, engine, events).await;
     }
 
-    fn engine_config(&self, settings: &Settings, server: &str, saved_token: Option<String>) -> EngineConfig {
+    fn engine_config(
+        &self,
+        settings: &Settings,
+        server: &str,
+        saved_token: Option<String>,
+        camera: CameraSource,
+    ) -> EngineConfig {
         let mut config = EngineConfig::new(server, settings.user_id.as_str());
         config.display_name = Some(settings.display_name.clone());
         config.device = Some(self.device_id.as_str().into());
@@ -462,15 +474,26 @@ impl Shell {
             speaker: self.speaker(settings),
             peer,
             processing: settings.processing.into(),
-            camera: self.virtual_devices.camera.clone().unwrap_or_else(|| {
-                match settings.camera.as_deref().and_then(CameraChoice::parse) {
-                    Some(choice) => CameraSource::Device(choice),
-                    // "No camera" in the UI: the test pattern stands in, as in the preview.
-                    None => CameraSource::Pattern,
-                }
-            }),
+            camera,
         };
         config
+    }
+
+    /// What video calls and the preview show of us: the virtual camera when there is one, else
+    /// the chosen camera (`pattern`: the test pattern). With no choice, the default camera, and
+    /// on a machine without one the test pattern, as the pre-join preview shows (SPEC §8).
+    async fn camera(&self, settings: &Settings) -> CameraSource {
+        if let Some(camera) = &self.virtual_devices.camera {
+            return camera.clone();
+        }
+        match settings.camera.as_deref() {
+            Some(CAMERA_PATTERN) => CameraSource::Pattern,
+            Some(id) => CameraSource::Device(CameraChoice::parse(id).unwrap_or(CameraChoice::Default)),
+            None => {
+                let present = self.runtime.spawn_blocking(calldock_devices::camera::any_camera).await.unwrap_or(false);
+                if present { CameraSource::Device(CameraChoice::Default) } else { CameraSource::Pattern }
+            }
+        }
     }
 
     fn microphone(&self, settings: &Settings) -> Microphone {
@@ -546,9 +569,14 @@ impl Shell {
                     self.outbox.emit("presence", json!({ "user_id": user.as_str(), "presence": presence }));
                 }
                 EngineEvent::Video { call_id, picture } => self.show_video(&call_id, &picture),
+                EngineEvent::SelfView { picture, .. } => self.outbox.own_picture(&picture),
                 EngineEvent::CameraFailed { call_id, reason } => self.outbox.emit(
                     "camera-failed",
                     json!({ "call_id": call_id.as_str(), "error": { "code": "camera_failed", "message": reason } }),
+                ),
+                EngineEvent::CameraRefused { call_id, reason } => self.outbox.emit(
+                    "camera-refused",
+                    json!({ "call_id": call_id.as_str(), "error": { "code": "camera_refused", "message": reason } }),
                 ),
                 EngineEvent::Device { call_id, change } => self.outbox.emit(
                     "device-fallback",
@@ -585,8 +613,10 @@ impl Shell {
 
     fn on_call_event(self: &Arc<Self>, event: &CallEvent) {
         if let CallEvent::StartMedia { .. } = event {
-            // The call needs the microphone; the meter gives it up (the UI restarts it later).
+            // The call needs the microphone and the camera; the meter and the preview give them
+            // up (the UI restarts them later).
             self.stop_mic_meter();
+            self.stop_camera_preview();
         }
         let reconnect = {
             let mut s = self.state();
@@ -694,6 +724,7 @@ impl Shell {
     pub async fn start_call(&self, to: String, media: Media) -> Result<String, IpcError> {
         settings::check_user_name(&to)?;
         let engine = self.engine()?;
+        self.camera_for(&engine, media).await?;
         let call_id = engine.call(to.as_str().into(), media).await?;
         self.state().board.note_outgoing(call_id.clone(), &to);
         self.tray_update();
@@ -701,7 +732,77 @@ impl Shell {
     }
 
     pub async fn accept_call(&self, call_id: String, media: Media) -> Result<(), IpcError> {
-        Ok(self.engine()?.accept(CallId(call_id), media).await?)
+        let engine = self.engine()?;
+        self.camera_for(&engine, media).await?;
+        Ok(engine.accept(CallId(call_id), media).await?)
+    }
+
+    /// Before a video call: the camera as things are now (one plugged in since sign-in is the
+    /// default now).
+    async fn camera_for(&self, engine: &Engine, media: Media) -> Result<(), IpcError> {
+        if media == Media::Video {
+            let settings = self.state().settings.clone();
+            engine.set_camera(self.camera(&settings).await).await?;
+        }
+        Ok(())
+    }
+
+    /// Chooses the camera (`None`: the default; [`CAMERA_PATTERN`]: the test pattern) for video
+    /// calls, the one in progress included, and the preview if it shows.
+    pub async fn set_camera(&self, camera: Option<String>) -> Result<(), IpcError> {
+        let (engine, settings) = {
+            let mut s = self.state();
+            let mut next = s.settings.clone();
+            next.camera = camera;
+            next.check()?;
+            s.settings = next;
+            (s.engine.clone(), s.settings.clone())
+        };
+        self.keep_settings(&settings);
+        let source = self.camera(&settings).await;
+        if let Some(engine) = engine {
+            engine.set_camera(source).await?;
+        }
+        let previewing = self.camera_preview.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        if previewing {
+            self.start_camera_preview().await?;
+        }
+        Ok(())
+    }
+
+    /// The camera's pictures on the pre-join screen (through [`Outbox::own_picture`]), until
+    /// [`Shell::stop_camera_preview`] or a call starts. A camera that fails later is a
+    /// `camera-preview-failed` event.
+    pub async fn start_camera_preview(&self) -> Result<(), IpcError> {
+        self.stop_camera_preview();
+        let settings = self.state().settings.clone();
+        let source = self.camera(&settings).await;
+        let (pictures, failures) = (self.outbox.clone(), self.outbox.clone());
+        let preview = self
+            .runtime
+            .spawn_blocking(move || {
+                calldock_engine::video::CameraPreview::start(
+                    source,
+                    move |picture| pictures.own_picture(&picture),
+                    move |reason| {
+                        failures.emit(
+                            "camera-preview-failed",
+                            json!({ "error": { "code": "camera_unavailable", "message": reason } }),
+                        );
+                    },
+                )
+            })
+            .await
+            .map_err(|e| IpcError::new("camera_unavailable", e.to_string()))?
+            .map_err(|reason| IpcError::new("camera_unavailable", reason))?;
+        *self.camera_preview.lock().unwrap_or_else(|p| p.into_inner()) = Some(preview);
+        Ok(())
+    }
+
+    pub fn stop_camera_preview(&self) {
+        // Dropping it waits for its thread to let go of the camera (at most a frame).
+        let preview = self.camera_preview.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(preview);
     }
 
     pub async fn decline_call(&self, call_id: String) -> Result<(), IpcError> {
@@ -953,7 +1054,9 @@ impl Shell {
         if self.doctor_busy.swap(true, Ordering::AcqRel) {
             return Err(IpcError::new("doctor_busy", "a check is already running: wait for it"));
         }
+        // The checks need the microphone and the camera.
         self.stop_mic_meter();
+        self.stop_camera_preview();
         let plan = match self.doctor_plan(checks).await {
             Ok(plan) => plan,
             Err(error) => {
@@ -975,9 +1078,7 @@ impl Shell {
     /// The doctor checks what calls will use: the chosen (or virtual) microphone and speaker, the
     /// chosen camera, and the server this app signs in to.
     async fn doctor_plan(&self, checks: Vec<Check>) -> Result<Plan, IpcError> {
-        use calldock_doctor::{
-            camera::CameraSource, microphone::MicSource, network::NetworkPlan, speaker::SpeakerPlan,
-        };
+        use calldock_doctor::{microphone::MicSource, network::NetworkPlan, speaker::SpeakerPlan};
         let (settings, first_run) = {
             let s = self.state();
             (s.settings.clone(), s.first_run)
@@ -996,10 +1097,7 @@ impl Shell {
             Some(Speaker::Device(choice)) => SpeakerPlan::Device(choice.clone()),
             None => SpeakerPlan::Device(DeviceChoice::parse(&settings.speaker).unwrap_or(DeviceChoice::Default)),
         };
-        let camera = match settings.camera.as_deref().and_then(calldock_devices::camera::CameraChoice::parse) {
-            Some(choice) => CameraSource::Device(choice),
-            None => CameraSource::default(),
-        };
+        let camera = self.camera(&settings).await;
         let server = match &settings.server {
             ServerSetting::BuiltIn if first_run => None,
             ServerSetting::BuiltIn => Some(self.built_in_url().await?),
@@ -1043,6 +1141,7 @@ impl Shell {
     pub async fn shutdown(self: &Arc<Self>) {
         let _turn = self.sign_in_turn.lock().await;
         self.stop_mic_meter();
+        self.stop_camera_preview();
         self.disconnect().await;
         self.stop_built_in().await;
     }

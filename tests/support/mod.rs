@@ -135,10 +135,16 @@ pub fn speak(dir: &Path, name: &str, text: &str) -> (PathBuf, Vec<f32>) {
 /// A camera recording for `--camera`: `frames` pictures of calldock_video's numbered test
 /// pattern, 640×480 at 30 fps, so whoever receives them can tell which frame each one is.
 pub fn pattern_y4m(dir: &Path, name: &str, frames: u32) -> PathBuf {
+    numbered_y4m(dir, name, 0..frames)
+}
+
+/// Like [`pattern_y4m`], with the pictures numbered `numbers` (a second camera's pictures tell
+/// themselves from the first's).
+pub fn numbered_y4m(dir: &Path, name: &str, numbers: std::ops::Range<u32>) -> PathBuf {
     let path = dir.join(name);
     let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("a temp file"));
     let mut y4m = y4m::encode(640, 480, y4m::Ratio::new(30, 1)).write_header(file).expect("a Y4M header");
-    for index in 0..frames {
+    for index in numbers {
         let picture = calldock_video::test_pattern::pattern(640, 480, index);
         let (u, v) = picture.chroma();
         y4m.write_frame(&y4m::Frame::new([picture.luma(), u, v], None)).expect("a Y4M frame");

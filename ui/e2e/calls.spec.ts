@@ -203,14 +203,26 @@ test("a video call shows the other side's picture; v turns the camera off and on
   );
   expect(pixel[3]).toBe(255);
   expect(pixel[2]! > pixel[1]!, `blue-ish chroma came through: ${pixel}`).toBe(true);
+  // Our own picture in the corner: what the camera sends (the test pattern here: no camera, so not mirrored).
+  const self = page.getByRole("img", { name: "Your camera", exact: true });
+  await expect(self).toHaveAttribute("data-showing", "yes");
+  const own = await self.evaluate((canvas: HTMLCanvasElement) => ({
+    pixel: Array.from(canvas.getContext("2d")!.getImageData(100, 60, 1, 1).data),
+    transform: getComputedStyle(canvas).transform,
+  }));
+  expect(own.pixel[0]! > own.pixel[2]!, `warm: ${own.pixel}`).toBe(true);
+  expect(own.transform).toBe("none");
   await shell.screenshot("in-call-video");
 
   await page.locator("#dock-title").focus();
   await page.keyboard.press("v");
   await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "false");
   await expect(page.locator("#live-polite")).toContainText("Camera off.");
+  await expect(page.getByRole("img", { name: "Your camera is off" })).toBeHidden();
+  await expect(page.locator(".self-view")).toContainText("Camera off");
   await page.keyboard.press("v");
   await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "true");
+  await expect(self).toBeVisible();
   expect(await shell.sent("set_video")).toEqual([{ enabled: true }, { enabled: false }, { enabled: true }]);
 
   // The connection cannot carry video: a banner says so, and the popover says why.
@@ -240,6 +252,21 @@ test("a video call shows the other side's picture; v turns the camera off and on
   await expect(notice).toContainText("camera /dev/video0 stopped delivering frames");
   await expect(page.locator("#live-assertive")).toContainText("Your camera stopped");
   await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "false");
+
+  // Picking a camera from the dock's device menu starts the picture again.
+  await page.getByRole("button", { name: "Devices" }).click();
+  const picker = page.getByRole("combobox", { name: "Camera" });
+  await expect(picker.locator("option")).toHaveText(["No camera found: test pattern", "Test pattern"]);
+  await picker.selectOption("pattern");
+  expect(await shell.sent("set_camera")).toEqual([{ camera: "pattern" }]);
+  await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "true");
+  expect((await shell.sent("set_video")).at(-1)).toEqual({ enabled: true });
+  // A camera that cannot be used leaves the one in use, and says so.
+  await shell.emit("camera-refused", { call_id: "v1", error: { code: "camera_refused", message: "no camera /dev/video4" } });
+  await expect(page.getByRole("alert").filter({ hasText: "That camera cannot be used: the call goes on with the camera you had." })).toContainText(
+    "no camera /dev/video4",
+  );
+  await expect(page.getByRole("button", { name: "Camera", exact: true })).toHaveAttribute("aria-pressed", "true");
   await shell.expectAccessible("in-call video");
 });
 

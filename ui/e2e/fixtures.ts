@@ -58,6 +58,11 @@ export class Shell {
     });
   }
 
+  /** Makes `cmd` fail with `error` from now on (`null`: work again). */
+  fail(cmd: string, error: { code: string; message: string } | null): Promise<void> {
+    return this.page.evaluate(([c, e]) => window.__mock.fail(c as string, e as never), [cmd, error] as const);
+  }
+
   state(id: string, state: string) {
     return this.emit("call", { type: "state_changed", call_id: id, state });
   }

@@ -30,6 +30,7 @@ declare global {
 
 const scenario: Scenario = window.__scenario ?? {};
 let video: ReturnType<typeof setInterval> | undefined;
+let ownVideo: ReturnType<typeof setInterval> | undefined;
 const now = () => Date.now();
 
 const settings: Settings = {
@@ -96,7 +97,7 @@ const devices: DeviceList = {
     { id: "pulseaudio:builtin-speaker", name: "Built-in speakers", direction: "output", is_default: true, host: "pulseaudio", sample_rates: [44100, 48000], channels: [2, 2] },
     { id: "pulseaudio:usb-headset.out", name: "USB headset", direction: "output", is_default: false, host: "pulseaudio", sample_rates: [48000, 48000], channels: [2, 2] },
   ],
-  cameras: [],
+  cameras: scenario.cameras ?? [],
 };
 
 const report: DoctorReport = {
@@ -204,10 +205,21 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
     case "set_video":
       return null;
     case "watch_video": {
-      // Pictures of the other side, as the shell sends them: a moving gradient, 15 a second.
       const frames = args["frames"] as { id: number };
-      if (video) clearInterval(video);
       let index = 0;
+      if (args["view"] === "own") {
+        // Our camera, as the shell's thumbnails come: warm orange with a dark bar on the left
+        // (so a mirrored view shows it on the right), 15 a second.
+        if (ownVideo) clearInterval(ownVideo);
+        ownVideo = setInterval(() => {
+          const message = pictureMessage(160, 120, (x) => (x < 40 ? [40, 128, 128] : [160, 60, 200]));
+          window.__TAURI_INTERNALS__.runCallback(frames.id, { message, index });
+          index += 1;
+        }, 66);
+        return null;
+      }
+      // Pictures of the other side, as the shell sends them: a moving gradient, 15 a second.
+      if (video) clearInterval(video);
       video = setInterval(() => {
         const shift = index * 8;
         const message = pictureMessage(160, 120, (x, y) => [16 + ((x + shift) % 200), 64 + (y % 128), 192]);
@@ -216,6 +228,12 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
       }, 66);
       return null;
     }
+    case "set_camera":
+      app.settings = { ...app.settings, camera: (args["camera"] as string | null) ?? null };
+      return null;
+    case "start_camera_preview":
+    case "stop_camera_preview":
+      return null;
     case "set_microphone":
     case "set_speaker":
       return null;

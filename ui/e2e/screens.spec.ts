@@ -15,7 +15,8 @@ test("pre-join: the mic meter runs on the chosen device and stops on leaving; ch
   await page.getByRole("combobox", { name: "Microphone" }).selectOption("pulseaudio:usb-headset.mic");
   await expect.poll(() => shell.sent("start_mic_meter")).toEqual([{ device: "default" }, { device: "pulseaudio:usb-headset.mic" }]);
   expect(await shell.sent("set_microphone")).toEqual([{ device: "pulseaudio:usb-headset.mic" }]);
-  await expect(page.getByRole("img", { name: "Camera preview: No camera: test pattern" })).toBeVisible();
+  await expect(page.getByRole("img", { name: "Camera preview: No camera found: test pattern" })).toBeVisible();
+  expect(await shell.sent("start_camera_preview")).toEqual([{}]);
 
   await page.getByRole("button", { name: "Check my setup" }).last().click();
   await expect(page.locator("#doctor-status")).toHaveText("Done: 2 need attention.");
@@ -29,6 +30,65 @@ test("pre-join: the mic meter runs on the chosen device and stops on leaving; ch
 
   await page.getByRole("button", { name: "Back" }).click();
   await expect.poll(async () => (await shell.sent("stop_mic_meter")).length).toBeGreaterThan(0);
+});
+
+test("pre-join: the preview draws what the camera sends, mirrored; picking a camera switches it and is kept", async ({
+  shell,
+  page,
+}) => {
+  await shell.open({
+    cameras: [
+      { id: "/dev/video0", name: "Integrated Camera", is_default: true },
+      { id: "/dev/video2", name: "USB Webcam", is_default: false },
+    ],
+  });
+  await page.getByRole("button", { name: "Check my setup" }).click();
+  const picker = page.getByRole("combobox", { name: "Camera" });
+  await expect(picker.locator("option")).toHaveText(["Default camera (Integrated Camera)", "Integrated Camera", "USB Webcam", "Test pattern"]);
+  const preview = page.getByRole("img", { name: "Camera preview: Integrated Camera" });
+  await expect(preview).toHaveAttribute("data-showing", "yes");
+  // Drawn from the shell's pictures, mirrored: the dark bar on the left of the picture shows on the right.
+  const sides = () =>
+    preview.evaluate((canvas: HTMLCanvasElement) => {
+      const box = canvas.getBoundingClientRect();
+      return { width: canvas.width, mirrored: getComputedStyle(canvas).transform !== "none", box: box.width };
+    });
+  expect(await sides()).toMatchObject({ width: 160, mirrored: true });
+  const leftPixel = await preview.evaluate((canvas: HTMLCanvasElement) => Array.from(canvas.getContext("2d")!.getImageData(5, 60, 1, 1).data));
+  expect(leftPixel[0]!).toBeLessThan(60);
+
+  await picker.selectOption("/dev/video2");
+  expect(await shell.sent("set_camera")).toEqual([{ camera: "/dev/video2" }]);
+  await expect(page.getByRole("img", { name: "Camera preview: USB Webcam" })).toBeVisible();
+  // A new camera: the preview starts again on it (the first start, then this one).
+  await expect.poll(async () => (await shell.sent("start_camera_preview")).length).toBe(2);
+  await picker.selectOption("pattern");
+  await expect(page.getByRole("img", { name: "Camera preview: Test pattern" })).toBeVisible();
+  expect(await page.getByRole("img", { name: "Camera preview: Test pattern" }).evaluate((c) => getComputedStyle(c).transform)).toBe("none");
+  await picker.selectOption("default");
+  expect(await shell.sent("set_camera")).toEqual([{ camera: "/dev/video2" }, { camera: "pattern" }, { camera: null }]);
+
+  await page.getByRole("button", { name: "Back" }).click();
+  await expect.poll(async () => (await shell.sent("stop_camera_preview")).length).toBeGreaterThan(0);
+});
+
+test("pre-join: a camera that cannot be shown says why and what to do", async ({ shell, page }) => {
+  await shell.open({
+    cameras: [{ id: "/dev/video0", name: "Integrated Camera", is_default: true }],
+    failures: {
+      start_camera_preview: { code: "camera_unavailable", message: "/dev/video0 is busy: Zoom (pid 4242) is using it" },
+    },
+  });
+  await page.getByRole("button", { name: "Check my setup" }).click();
+  const alert = page.getByRole("alert").filter({ hasText: "Your camera cannot be shown." });
+  await expect(alert).toContainText("close the program using it");
+  await expect(alert).toContainText("Zoom (pid 4242)");
+  // A camera that stops later says so too.
+  await shell.fail("start_camera_preview", null);
+  await page.getByRole("combobox", { name: "Camera" }).selectOption("pattern");
+  await expect(alert).toBeHidden();
+  await shell.emit("camera-preview-failed", { error: { code: "camera_unavailable", message: "the camera stopped sending pictures" } });
+  await expect(page.getByRole("alert").filter({ hasText: "the camera stopped sending pictures" })).toBeVisible();
 });
 
 test("settings: focus is trapped, Escape cancels, Save sends the settings", async ({ shell, page }) => {

@@ -1,6 +1,6 @@
 // What the e2e tests and the in-page mock shell share.
 
-import type { AppState, CallView, IpcError, KeychainStatus, Settings, SignalingState } from "../src/ipc";
+import type { AppState, CallView, CameraDevice, IpcError, KeychainStatus, Settings, SignalingState } from "../src/ipc";
 
 export interface Scenario {
   firstRun?: boolean;
@@ -10,6 +10,8 @@ export interface Scenario {
   failures?: Record<string, IpcError>;
   calls?: CallView[];
   noRecents?: boolean;
+  /** The cameras `list_devices` reports (none by default). */
+  cameras?: CameraDevice[];
 }
 
 export interface Logged {

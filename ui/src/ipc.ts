@@ -158,6 +158,11 @@ export interface AudioDevice {
   channels: [number, number];
 }
 
+export type VideoView = "remote" | "own";
+
+/** The `camera` setting for the test pattern; `null` is the default camera. */
+export const CAMERA_PATTERN = "pattern";
+
 export interface CameraDevice {
   id: string;
   name: string;
@@ -306,7 +311,10 @@ export interface Commands {
   hang_up: [{ callId: CallId }, null];
   set_muted: [{ muted: boolean }, null];
   set_video: [{ enabled: boolean }, null];
-  watch_video: [{ frames: Channel<ArrayBuffer> }, null];
+  watch_video: [{ view: VideoView; frames: Channel<ArrayBuffer> }, null];
+  set_camera: [{ camera: string | null }, null];
+  start_camera_preview: [Record<string, never>, null];
+  stop_camera_preview: [Record<string, never>, null];
   set_microphone: [{ device: DeviceChoice }, null];
   set_speaker: [{ device: DeviceChoice }, null];
   list_devices: [Record<string, never>, DeviceList];
@@ -363,6 +371,10 @@ export interface Events {
   "device-fallback": DeviceFallback;
   /** Our camera stopped mid-call; the call goes on without our picture. */
   "camera-failed": { call_id: CallId; error: IpcError };
+  /** A camera switch failed; the call goes on with the camera it had. */
+  "camera-refused": { call_id: CallId; error: IpcError };
+  /** The pre-join preview's camera stopped. */
+  "camera-preview-failed": { error: IpcError };
   signaling: SignalingState;
   "token-refreshed": { expires_at: UnixMillis };
   "devices-changed": DevicesChanged;
@@ -382,12 +394,13 @@ export async function on<E extends EventName>(event: E, handler: (payload: Event
 }
 
 /**
- * Pictures of a video call's other side, as they are decoded (docs/desktop-ipc.md,
- * `watch_video`): each message is the picture's width and height (u32 little-endian) and its
- * I420 planes. A new watch replaces the previous one.
+ * Pictures as they come (docs/desktop-ipc.md, `watch_video`): the other side's in a video call
+ * (`remote`), or thumbnails of our own camera (`own`: the self view, the pre-join preview).
+ * Each message is the picture's width and height (u32 little-endian) and its I420 planes. A new
+ * watch of a view replaces the previous one.
  */
-export async function watchVideo(onPicture: (message: ArrayBuffer) => void): Promise<void> {
+export async function watchVideo(view: VideoView, onPicture: (message: ArrayBuffer) => void): Promise<void> {
   const frames = new Channel<ArrayBuffer>();
   frames.onmessage = onPicture;
-  await call("watch_video", { frames });
+  await call("watch_video", { view, frames });
 }

@@ -60,6 +60,8 @@ export interface Model {
   muted: boolean;
   talking: boolean;
   video: boolean;
+  /** Our camera stopped in this call: picking a camera starts it again. */
+  cameraFailed: boolean;
   /** Messages shown until dismissed (or replaced). */
   notices: Notice[];
   /** The latest live-region sentences; `n` changes with each so repeats are announced. */
@@ -91,6 +93,7 @@ export function initialModel(now: number): Model {
     muted: false,
     talking: false,
     video: false,
+    cameraFailed: false,
     notices: [],
     polite: { text: "", n: 0 },
     assertive: { text: "", n: 0 },
@@ -166,8 +169,12 @@ export class Store {
       on("camera-failed", (e) => {
         const p = describeError(e.error);
         this.notify({ tone: "warn", ...p });
-        this.set({ video: false });
+        this.set({ video: false, cameraFailed: true });
         this.say("Your camera stopped.", true);
+      }),
+      on("camera-refused", (e) => {
+        this.notify({ tone: "warn", ...describeError(e.error) });
+        this.say("That camera cannot be used; the call keeps the camera it had.", true);
       }),
       on("devices-changed", (e) => {
         this.set({ devices: { devices: e.devices, cameras: e.cameras }, devicesError: null });
@@ -253,7 +260,7 @@ export class Store {
       if (event.type !== "replaced") this.say(calls.announcement(entry));
     }
     if (event.type === "ended") {
-      if (!calls.dockCall(after)) this.set({ muted: false, talking: false, video: false, dockDevices: false });
+      if (!calls.dockCall(after)) this.set({ muted: false, talking: false, video: false, cameraFailed: false, dockDevices: false });
       void this.refreshLists();
       this.set((m) => ({ calls: calls.prune(m.calls) }));
     }
@@ -388,6 +395,22 @@ export class Store {
       await call("set_microphone", { device });
     } catch (e) {
       this.fail(e, "The microphone could not be switched.");
+    }
+  }
+
+  /** The camera for video calls (`null`: the default one), the call in progress included. */
+  async setCamera(camera: string | null): Promise<void> {
+    this.patchSettings({ camera });
+    try {
+      await call("set_camera", { camera });
+      if (this.model.cameraFailed) {
+        // The stopped camera's replacement starts: the picture is on again.
+        await call("set_video", { enabled: true });
+        this.set({ video: true, cameraFailed: false });
+        this.say("Camera on.");
+      }
+    } catch (e) {
+      this.fail(e, "The camera could not be switched.");
     }
   }
 

@@ -1,5 +1,5 @@
-//! Cameras: enumeration through nokhwa, and sources of frames for the camera check (and, later,
-//! video calls).
+//! Cameras: enumeration through nokhwa, and sources of frames for the camera check, the
+//! preview and video calls.
 //!
 //! Three sources hand out [`Frame`]s through one trait, [`FrameSource`]:
 //! - [`CameraCapture`]: a real camera through nokhwa, on a thread of its own (as sound streams
@@ -12,8 +12,8 @@
 //! The pattern's and a file's timestamps follow from their frame rate, so reading them never
 //! waits: a ten-second recording is judged in the time it takes to read it.
 //!
-//! A frame carries its luma (Y') plane only: whatever the checks judge (black, frozen, size,
-//! rate) is in it, and colour can wait for video calls.
+//! A frame carries its luma (Y') plane, where whatever the checks judge (black, frozen, size,
+//! rate) is, and its colour at 4:2:0 where the source has any, for video calls.
 //!
 //! Camera ids: on Linux the V4L2 node (`/dev/video0`), the name `fuser`, `lsof` and permission
 //! errors use too; elsewhere `camera:N`, nokhwa's index.
@@ -27,7 +27,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use capture::{CameraCapture, FIRST_FRAME_TIMEOUT, FRAME_TIMEOUT, list_cameras};
+pub use capture::{CameraCapture, FIRST_FRAME_TIMEOUT, FRAME_TIMEOUT, any_camera, list_cameras};
 pub use pattern::PatternSource;
 pub use y4m_file::Y4mFile;
 

@@ -136,6 +136,14 @@ impl Driver {
                             let _ = m.to_media.try_send(ToMedia::CameraOff(off));
                         }
                     }
+                    Some(Request::SetCamera(wanted)) => {
+                        if let MediaConfig::Audio { camera, .. } = &mut self.config.media {
+                            *camera = wanted.clone();
+                        }
+                        for m in &self.media {
+                            let _ = m.to_media.try_send(ToMedia::SetCamera(wanted.clone()));
+                        }
+                    }
                     Some(Request::SetMicrophone(wanted)) => {
                         if let MediaConfig::Audio { microphone, .. } = &mut self.config.media {
                             *microphone = wanted.clone();
@@ -447,9 +455,15 @@ impl Driver {
             FromMedia::Video { call_id, picture } => {
                 let _ = self.events.try_send(EngineEvent::Video { call_id, picture });
             }
+            FromMedia::SelfView { call_id, picture } => {
+                let _ = self.events.try_send(EngineEvent::SelfView { call_id, picture });
+            }
             FromMedia::CameraFailed { call_id, reason } => {
                 tracing::warn!(%call_id, "camera failed: {reason}");
                 self.emit(EngineEvent::CameraFailed { call_id, reason }).await;
+            }
+            FromMedia::CameraRefused { call_id, reason } => {
+                self.emit(EngineEvent::CameraRefused { call_id, reason }).await;
             }
             FromMedia::Connected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Connected }),
             FromMedia::Disconnected(call_id) => self.feed(Input::Media { call_id, event: MediaEvent::Disconnected }),

@@ -121,9 +121,23 @@ pub enum EngineEvent {
         call_id: CallId,
         picture: std::sync::Arc<calldock_video::Picture>,
     },
+    /// A thumbnail of what our camera sends in a video call (at most
+    /// [`video::SELF_VIEW`], [`video::SELF_VIEW_FPS`] a second), for the self view. None
+    /// while the camera is off.
+    SelfView {
+        call_id: CallId,
+        picture: std::sync::Arc<calldock_video::Picture>,
+    },
     /// Our camera stopped mid-call (unplugged, taken by another program): the call goes on
-    /// without our picture. `reason` says what happened and what to do.
+    /// without our picture. `reason` says what happened and what to do. Choosing a camera
+    /// ([`Engine::set_camera`]) starts it again.
     CameraFailed {
+        call_id: CallId,
+        reason: String,
+    },
+    /// A camera switch ([`Engine::set_camera`]) failed: the call goes on with the camera it
+    /// had. `reason` says why.
+    CameraRefused {
         call_id: CallId,
         reason: String,
     },
@@ -191,6 +205,7 @@ enum Request {
     HangUpAll(oneshot::Sender<Result<usize, EngineError>>),
     SetMuted(bool),
     SetCameraOff(bool),
+    SetCamera(media::CameraSource),
     SetMicrophone(media::Microphone),
     SetSpeaker(media::Speaker),
     WatchPresence(Vec<UserId>),
@@ -287,6 +302,15 @@ impl Engine {
     /// call goes on; while it is off nothing of our picture is sent.
     pub async fn set_camera_off(&self, off: bool) -> Result<(), EngineError> {
         self.requests.send(Request::SetCameraOff(off)).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Switches the camera in every video call (and video calls to come) without
+    /// renegotiating: the other side's picture changes at the next frame. A camera that cannot
+    /// be opened leaves a call on its current one and says so in an
+    /// [`EngineEvent::CameraRefused`]; after a camera failed ([`EngineEvent::CameraFailed`]),
+    /// the chosen one starts.
+    pub async fn set_camera(&self, camera: media::CameraSource) -> Result<(), EngineError> {
+        self.requests.send(Request::SetCamera(camera)).await.map_err(|_| EngineError::Stopped)
     }
 
     /// Switches the microphone in every call (and calls to come) without renegotiating: the

@@ -64,6 +64,8 @@ pub enum ToMedia {
     SetSpeaker(Speaker),
     /// Camera off or on again in a video call: nothing is sent while it is off.
     CameraOff(bool),
+    /// Another camera, mid-call: the picture changes, the call goes on.
+    SetCamera(CameraSource),
     Stop,
 }
 
@@ -155,8 +157,18 @@ pub enum FromMedia {
         call_id: CallId,
         picture: Arc<calldock_video::Picture>,
     },
+    /// A thumbnail of what our camera sends (crate::video::SELF_VIEW).
+    SelfView {
+        call_id: CallId,
+        picture: Arc<calldock_video::Picture>,
+    },
     /// The camera stopped delivering mid-call: the call goes on without our picture.
     CameraFailed {
+        call_id: CallId,
+        reason: String,
+    },
+    /// A camera switch failed: the call goes on with the camera it had.
+    CameraRefused {
         call_id: CallId,
         reason: String,
     },
@@ -217,6 +229,8 @@ struct Devices {
 struct VideoSession {
     control: Arc<VideoControl>,
     receiver: Option<VideoReceiver>,
+    /// For a camera thread started again (after its camera failed, another one is chosen).
+    reports: mpsc::Sender<video::CameraReport>,
     /// Counters at the last stats tick: sent, received.
     last: (u64, u64),
 }
@@ -225,6 +239,15 @@ impl Drop for VideoSession {
     fn drop(&mut self) {
         self.control.stop();
     }
+}
+
+/// Where the camera thread's thumbnails go: to the driver, dropped when it is behind (the next
+/// one replaces it anyway).
+fn self_view_sink(call_id: &CallId, out: &mpsc::Sender<FromMedia>) -> Box<dyn Fn(calldock_video::Picture) + Send> {
+    let (call_id, out) = (call_id.clone(), out.clone());
+    Box::new(move |picture| {
+        let _ = out.try_send(FromMedia::SelfView { call_id: call_id.clone(), picture: Arc::new(picture) });
+    })
 }
 
 /// The next message on a channel that may not be there (an audio call has no camera, and a
@@ -270,21 +293,28 @@ async fn run(
     }
     settings.video = camera.is_some();
     let (peer, mut events) = Peer::new(&settings).await.map_err(|e| (FailureKind::Ice, e.to_string()))?;
-    // Encoded frames from the camera thread, and why it stopped if it failed.
-    let (mut camera_frames, mut camera_failed) = (None, None);
+    // Encoded frames from the camera thread, and what else it reports (a failure, a refused switch).
+    let (mut camera_frames, mut camera_reports) = (None, None);
     let mut rate_policy = VideoRatePolicy::new(EncoderSettings::default().target_kbps);
     let mut rate_tick = tokio::time::interval(Duration::from_millis(250));
     let mut video = camera.map(|camera| {
         let control = Arc::new(VideoControl::default());
-        let (failed_tx, failed) = mpsc::channel(1);
-        camera_failed = Some(failed);
-        camera_frames = Some(video::start_sending(camera, EncoderSettings::default(), control.clone(), failed_tx));
+        let (reports_tx, reports) = mpsc::channel(4);
+        camera_reports = Some(reports);
+        let self_view = Some(self_view_sink(&call_id, &out));
+        camera_frames = Some(video::start_sending(
+            camera,
+            EncoderSettings::default(),
+            control.clone(),
+            reports_tx.clone(),
+            self_view,
+        ));
         let (id, pictures) = (call_id.clone(), out.clone());
         let receiver = VideoReceiver::start(control.clone(), move |picture| {
             // A picture the UI cannot take now is stale by the next one: drop it.
             let _ = pictures.try_send(FromMedia::Video { call_id: id.clone(), picture: Arc::new(picture) });
         });
-        VideoSession { control, receiver, last: (0, 0) }
+        VideoSession { control, receiver, reports: reports_tx, last: (0, 0) }
     });
     let signal = |signal| FromMedia::Signal { call_id: call_id.clone(), signal };
     if offerer {
@@ -339,6 +369,21 @@ async fn run(
                 Some(ToMedia::CameraOff(off)) => {
                     if let Some(v) = &video {
                         v.control.set_camera_off(off);
+                    }
+                }
+                Some(ToMedia::SetCamera(camera)) => {
+                    if let Some(v) = &video {
+                        if camera_frames.as_ref().is_none_or(|frames| frames.is_closed()) {
+                            // The camera had failed: start again with the one chosen now.
+                            tracing::info!(%call_id, %camera, "camera started again");
+                            let self_view = Some(self_view_sink(&call_id, &out));
+                            let reports = v.reports.clone();
+                            camera_frames = Some(video::start_sending(
+                                camera, EncoderSettings::default(), v.control.clone(), reports, self_view,
+                            ));
+                        } else {
+                            v.control.switch_camera(camera);
+                        }
                     }
                 }
                 Some(ToMedia::SetSpeaker(wanted)) => match SpeakerOutput::open(&wanted).await {
@@ -439,12 +484,15 @@ async fn run(
                 // The camera thread ended (stopped, or failed: the reason follows).
                 None => camera_frames = None,
             },
-            reason = recv_if(&mut camera_failed) => {
-                if let Some(reason) = reason {
+            report = recv_if(&mut camera_reports) => match report {
+                Some(video::CameraReport::Stopped(reason)) => {
                     let _ = out.send(FromMedia::CameraFailed { call_id: call_id.clone(), reason }).await;
                 }
-                camera_failed = None;
-            }
+                Some(video::CameraReport::SwitchRefused(reason)) => {
+                    let _ = out.send(FromMedia::CameraRefused { call_id: call_id.clone(), reason }).await;
+                }
+                None => camera_reports = None,
+            },
             _ = sleep_until(restarts.deadline()), if restarts.is_lost() => {
                 let now = tokio::time::Instant::now();
                 match restarts.poll(now) {

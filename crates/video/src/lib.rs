@@ -36,6 +36,8 @@ pub enum VideoError {
     /// A frame from the other side that does not decode: ask for a key frame.
     #[error("a received video frame does not decode: {0}")]
     Corrupt(String),
+    #[error("a picture cannot be scaled: {0}")]
+    Scaling(String),
 }
 
 impl VideoError {
@@ -46,6 +48,7 @@ impl VideoError {
             VideoError::Encoder(_) => "video_encoder",
             VideoError::DecoderSetup(_) => "video_decoder",
             VideoError::Corrupt(_) => "video_corrupt_frame",
+            VideoError::Scaling(_) => "video_scaling",
         }
     }
 }
@@ -351,6 +354,7 @@ fn copy_i420(image: &YUVImageData<'_, u8>, width: u32, height: u32) -> Result<Pi
     Picture::from_i420(width, height, data)
 }
 
+pub mod scale;
 pub mod test_pattern;
 
 #[cfg(test)]

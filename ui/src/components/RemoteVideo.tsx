@@ -1,51 +1,13 @@
-// The other side's picture in a video call: pictures from the shell's `watch_video` channel,
-// drawn on a canvas as they come (the latest wins; nothing is queued).
+// The other side's picture in a video call, with our own camera's in a corner (the self view).
 
-import { useEffect, useRef, useState } from "preact/hooks";
-import { watchVideo } from "../ipc";
-import { parsePicture, toRgba } from "../logic/video";
+import { usePictures } from "./VideoCanvas";
 
 /**
  * `stalled`: pictures stopped coming (the other side's camera is off, or its connection cannot
  * carry video): the last one stays, marked as paused.
  */
-export function RemoteVideo({ name, stalled }: { name: string; stalled: boolean }) {
-  const ref = useRef<HTMLCanvasElement>(null);
-  const [showing, setShowing] = useState(false);
-  useEffect(() => {
-    let image: ImageData | null = null;
-    let latest: ArrayBuffer | null = null;
-    let frame = 0;
-    let stopped = false;
-    const paint = () => {
-      frame = 0;
-      const canvas = ref.current;
-      const picture = latest && parsePicture(latest);
-      latest = null;
-      if (!canvas || !picture) return;
-      if (canvas.width !== picture.width || canvas.height !== picture.height) {
-        canvas.width = picture.width;
-        canvas.height = picture.height;
-        image = null;
-      }
-      const ctx = canvas.getContext("2d");
-      if (!ctx) return;
-      image ??= ctx.createImageData(picture.width, picture.height);
-      toRgba(picture, image.data);
-      ctx.putImageData(image, 0, 0);
-      setShowing(true);
-    };
-    void watchVideo((message) => {
-      if (stopped) return;
-      latest = message;
-      // Draw once per display frame, however fast pictures arrive.
-      if (!frame) frame = requestAnimationFrame(paint);
-    }).catch(() => null);
-    return () => {
-      stopped = true;
-      if (frame) cancelAnimationFrame(frame);
-    };
-  }, []);
+export function RemoteVideo({ name, stalled, children }: { name: string; stalled: boolean; children?: preact.ComponentChildren }) {
+  const { ref, showing } = usePictures("remote");
   return (
     <div class="remote-video">
       <canvas
@@ -63,6 +25,30 @@ export function RemoteVideo({ name, stalled }: { name: string; stalled: boolean 
           {name}'s video is paused
         </p>
       )}
+      {children}
+    </div>
+  );
+}
+
+/**
+ * What our camera sends, small, mirrored as a mirror shows a face (a test pattern is not
+ * mirrored: there is no face to match). While the camera is off, says so instead.
+ */
+export function SelfView({ cameraOff, mirrored }: { cameraOff: boolean; mirrored: boolean }) {
+  const { ref, showing } = usePictures("own");
+  return (
+    <div class={`self-view ${cameraOff ? "off" : ""}`}>
+      <canvas
+        ref={ref}
+        class={`self-picture ${mirrored ? "mirrored" : ""}`}
+        width={160}
+        height={120}
+        role="img"
+        aria-label={cameraOff ? "Your camera is off" : "Your camera"}
+        data-showing={showing && !cameraOff ? "yes" : "no"}
+        hidden={cameraOff}
+      />
+      {cameraOff && <p class="self-off">Camera off</p>}
     </div>
   );
 }

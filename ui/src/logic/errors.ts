@@ -89,7 +89,17 @@ const KNOWN: Record<string, Entry> = {
   ],
   camera_failed: [
     "Your camera stopped: the other side no longer sees you.",
-    "The call goes on with audio. Reconnect the camera, or close the program using it, then call again.",
+    "The call goes on with audio. Reconnect the camera or close the program using it, then pick it again in the device menu, or pick another camera.",
+    "devices",
+  ],
+  camera_unavailable: [
+    "Your camera cannot be shown.",
+    "Reconnect it or close the program using it, or pick another camera. Calls work with audio alone.",
+    "devices",
+  ],
+  camera_refused: [
+    "That camera cannot be used: the call goes on with the camera you had.",
+    "Reconnect it, or close the program using it, then pick it again.",
     "devices",
   ],
   doctor_busy: ["A setup check is already running.", "Wait for it to finish.", null],

@@ -1,10 +1,10 @@
 // The in-call dock: who, state, timer, quality badge, mute, video, device menus, end.
 
 import { useEffect } from "preact/hooks";
-import { DeviceSelect } from "../components/DeviceSelect";
+import { CameraSelect, DeviceSelect, showsCamera } from "../components/DeviceSelect";
 import { Icon } from "../components/icons";
 import { QualityBadge } from "../components/QualityBadge";
-import { RemoteVideo } from "../components/RemoteVideo";
+import { RemoteVideo, SelfView } from "../components/RemoteVideo";
 import { useScreenFocus } from "../components/hooks";
 import { stateText, type CallEntry } from "../logic/calls";
 import { callElapsed, formatDuration, spokenDuration } from "../logic/time";
@@ -61,7 +61,9 @@ export function InCall({ store, model, call }: { store: Store; model: Model; cal
         </p>
       )}
       {call.media === "video" && (live || call.state === "connecting") && (
-        <RemoteVideo name={name} stalled={live && call.stats?.video?.received_fps === 0} />
+        <RemoteVideo name={name} stalled={live && call.stats?.video?.received_fps === 0}>
+          <SelfView cameraOff={!model.video} mirrored={showsCamera(model.devices.cameras, settings?.camera ?? null)} />
+        </RemoteVideo>
       )}
       {model.talking && <p class="talking">Talking (release Space to mute again)</p>}
       <div class="controls" role="group" aria-label="Call controls">
@@ -130,6 +132,14 @@ export function InCall({ store, model, call }: { store: Store; model: Model; cal
             value={settings?.speaker ?? "default"}
             onChange={(d) => void store.setSpeaker(d)}
           />
+          {call.media === "video" && (
+            <CameraSelect
+              id="dock-camera"
+              cameras={model.devices.cameras}
+              value={settings?.camera ?? null}
+              onChange={(c) => void store.setCamera(c)}
+            />
+          )}
         </section>
       )}
       <p class="hint shortcuts">

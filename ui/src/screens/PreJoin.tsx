@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { CheckResult, DoctorCheck } from "../ipc";
 import { CameraPreview } from "../components/CameraPreview";
-import { DeviceSelect } from "../components/DeviceSelect";
+import { CameraSelect, DeviceSelect, cameraCaption, showsCamera } from "../components/DeviceSelect";
 import { Icon } from "../components/icons";
 import { LevelMeter } from "../components/LevelMeter";
 import { ProblemView, type FixHandlers } from "../components/Problem";
@@ -27,7 +27,6 @@ export function PreJoin({ store, model, fixes }: { store: Store; model: Model; f
   const settings = model.app?.settings;
   const mic = settings?.microphone ?? "default";
   const speaker = settings?.speaker ?? "default";
-  const [camera, setCamera] = useState<string>(settings?.camera ?? "none");
   const [speakerProblem, setSpeakerProblem] = useState<string | null>(null);
 
   useEffect(() => {
@@ -37,8 +36,7 @@ export function PreJoin({ store, model, fixes }: { store: Store; model: Model; f
   }, [mic, model.doctor.running]);
 
   const cameras = model.devices.cameras;
-  const realCamera = cameras.find((c) => c.id === camera);
-  const caption = realCamera ? `${realCamera.name} (test pattern)` : "No camera: test pattern";
+  const camera = settings?.camera ?? null;
   const doctor = model.doctor;
 
   return (
@@ -92,18 +90,11 @@ export function PreJoin({ store, model, fixes }: { store: Store; model: Model; f
               {speakerProblem}
             </p>
           )}
-          <div class="field">
-            <label for="prejoin-camera">Camera</label>
-            <select id="prejoin-camera" value={camera} onChange={(e) => setCamera((e.currentTarget as HTMLSelectElement).value)}>
-              <option value="none">{cameras.length ? "No camera" : "No camera found (test pattern)"}</option>
-              {cameras.map((c) => (
-                <option key={c.id} value={c.id}>
-                  {c.name}
-                </option>
-              ))}
-            </select>
-          </div>
-          <CameraPreview caption={caption} />
+          <CameraSelect id="prejoin-camera" cameras={cameras} value={camera} onChange={(c) => void store.setCamera(c)} />
+          {/* Not while the setup check runs: its camera check needs the camera. */}
+          {!doctor.running && (
+            <CameraPreview camera={camera} caption={cameraCaption(cameras, camera)} mirrored={showsCamera(cameras, camera)} />
+          )}
         </section>
         <section class="panel" aria-labelledby="doctor-title">
           <h2 id="doctor-title">Check my setup</h2>

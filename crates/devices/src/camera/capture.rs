@@ -49,6 +49,12 @@ const QUEUED_FRAMES: usize = 60;
 /// after a USB hiccup is normal; a stream of them is not.
 const UNREADABLE_IN_A_ROW: u32 = 10;
 
+/// Whether any camera is present, without opening one (a camera in use by a call stays
+/// undisturbed).
+pub fn any_camera() -> bool {
+    nodes().is_ok_and(|nodes| !nodes.is_empty())
+}
+
 /// Every camera present, in index order; the first is the default. Nodes that offer no picture
 /// (the metadata nodes UVC drivers add beside each camera) are not cameras and are left out.
 /// A camera that cannot be opened to ask for its modes is listed with its problem.
