@@ -171,8 +171,10 @@ pub struct Shell {
     sign_in_turn: tokio::sync::Mutex<()>,
     built_in: tokio::sync::Mutex<Option<RunningServer>>,
     mic_meter: Mutex<Option<MicMeter>>,
-    /// The pre-join screen's camera preview, while it shows.
+    /// The pre-join screen's camera preview, while it shows; whether the UI wants one (also
+    /// when its camera would not open: a camera chosen next is tried).
     camera_preview: Mutex<Option<calldock_engine::video::CameraPreview>>,
+    preview_wanted: AtomicBool,
     doctor_busy: AtomicBool,
 }
 
@@ -219,6 +221,7 @@ impl Shell {
             built_in: tokio::sync::Mutex::new(None),
             mic_meter: Mutex::new(None),
             camera_preview: Mutex::new(None),
+            preview_wanted: AtomicBool::new(false),
             doctor_busy: AtomicBool::new(false),
         })
     }
@@ -763,9 +766,10 @@ impl Shell {
         if let Some(engine) = engine {
             engine.set_camera(source).await?;
         }
-        let previewing = self.camera_preview.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-        if previewing {
-            self.start_camera_preview().await?;
+        if self.preview_wanted.load(Ordering::Acquire)
+            && let Err(error) = self.start_camera_preview().await
+        {
+            self.outbox.emit("camera-preview-failed", json!({ "error": error }));
         }
         Ok(())
     }
@@ -775,6 +779,7 @@ impl Shell {
     /// `camera-preview-failed` event.
     pub async fn start_camera_preview(&self) -> Result<(), IpcError> {
         self.stop_camera_preview();
+        self.preview_wanted.store(true, Ordering::Release);
         let settings = self.state().settings.clone();
         let source = self.camera(&settings).await;
         let (pictures, failures) = (self.outbox.clone(), self.outbox.clone());
@@ -800,6 +805,7 @@ impl Shell {
     }
 
     pub fn stop_camera_preview(&self) {
+        self.preview_wanted.store(false, Ordering::Release);
         // Dropping it waits for its thread to let go of the camera (at most a frame).
         let preview = self.camera_preview.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(preview);
@@ -1171,6 +1177,9 @@ mod tests {
     struct Recorder {
         events: Mutex<Vec<(&'static str, Value)>>,
         changed: tokio::sync::Notify,
+        /// Pictures of our own camera (preview or self view), and of the other side.
+        own_pictures: std::sync::atomic::AtomicUsize,
+        remote_pictures: std::sync::atomic::AtomicUsize,
     }
 
     impl Outbox for Recorder {
@@ -1178,9 +1187,32 @@ mod tests {
             self.events.lock().unwrap().push((event, payload));
             self.changed.notify_waiters();
         }
+
+        fn video_frame(&self, _call_id: &str, _picture: &calldock_video::Picture) {
+            self.remote_pictures.fetch_add(1, Ordering::AcqRel);
+        }
+
+        fn own_picture(&self, picture: &calldock_video::Picture) {
+            assert!(picture.width() <= 320 && picture.height() <= 240, "a thumbnail, not the camera's picture");
+            self.own_pictures.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     impl Recorder {
+        /// Waits until `count` grows by `more`, failing after [`WAIT`].
+        async fn pictures(count: &std::sync::atomic::AtomicUsize, more: usize, what: &str) {
+            let goal = count.load(Ordering::Acquire) + more;
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while count.load(Ordering::Acquire) < goal {
+                assert!(tokio::time::Instant::now() < deadline, "no {more} {what} pictures in {WAIT:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        fn count(&self, name: &str) -> usize {
+            self.events.lock().unwrap().iter().filter(|(n, _)| *n == name).count()
+        }
+
         /// Waits for an event `pick` accepts, failing after [`WAIT`].
         async fn until(&self, name: &str, pick: impl Fn(&Value) -> bool) -> Value {
             let deadline = tokio::time::Instant::now() + WAIT;
@@ -1368,6 +1400,63 @@ mod tests {
         f.ui.until("presence", bob_is("online")).await;
         let listed = f.shell.list_contacts().await.unwrap();
         assert_eq!(listed[1].presence, contacts::Presence::Online, "{listed:?}");
+        f.shell.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_preview_follows_the_chosen_camera_and_a_camera_that_will_not_open_is_an_event_with_the_setting_kept() {
+        let f = shell(Some(Settings { camera: Some(CAMERA_PATTERN.into()), ..alice() }), |_| {});
+        let own = &f.ui.own_pictures;
+        f.shell.start_camera_preview().await.unwrap();
+        Recorder::pictures(own, 5, "preview").await;
+
+        // A camera that is not there: the preview says so, and the choice is kept (the camera
+        // may be plugged in later), on disk too.
+        f.shell.set_camera(Some("/dev/video63".into())).await.unwrap();
+        let failed = f.ui.until("camera-preview-failed", |_| true).await;
+        assert_eq!(failed["error"]["code"], "camera_unavailable");
+        assert!(failed["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{failed}");
+        assert_eq!(f.shell.app_state().settings.camera.as_deref(), Some("/dev/video63"));
+        assert_eq!(f.shell.config.load_settings().settings.camera.as_deref(), Some("/dev/video63"));
+        let stalled = own.load(Ordering::Acquire);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(own.load(Ordering::Acquire), stalled, "no pictures from a camera that did not open");
+
+        // The preview is still wanted: choosing the test pattern shows it again.
+        f.shell.set_camera(Some(CAMERA_PATTERN.into())).await.unwrap();
+        Recorder::pictures(own, 5, "preview").await;
+        assert_eq!(f.ui.count("camera-preview-failed"), 1);
+
+        // Stopped: no more pictures, and choosing a camera does not start it again.
+        f.shell.stop_camera_preview();
+        let stopped = own.load(Ordering::Acquire);
+        f.shell.set_camera(None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(own.load(Ordering::Acquire), stopped, "the preview stays stopped");
+        assert_eq!(f.shell.app_state().settings.camera, None);
+
+        let refused = f.shell.set_camera(Some(String::new())).await.expect_err("an empty camera id");
+        assert_eq!(refused.code, "invalid_argument");
+        assert_eq!(f.shell.app_state().settings.camera, None, "a refused setting changes nothing");
+        f.shell.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_video_echo_call_shows_the_other_side_and_the_self_view_and_ends_the_preview() {
+        let f = shell(Some(Settings { camera: Some(CAMERA_PATTERN.into()), ..alice() }), |_| {});
+        f.shell.sign_in().await.unwrap();
+        f.ui.until("signaling", is_state("connected")).await;
+        f.shell.start_camera_preview().await.unwrap();
+        Recorder::pictures(&f.ui.own_pictures, 3, "preview").await;
+
+        let call_id = f.shell.start_call("echo".into(), Media::Video).await.unwrap();
+        f.ui.until("call", |v| v["call_id"] == call_id.as_str() && v["state"] == "connected").await;
+        // The call's camera took over: the preview let go of it.
+        assert!(f.shell.camera_preview.lock().unwrap().is_none(), "the preview stops when the call's media starts");
+        Recorder::pictures(&f.ui.remote_pictures, 10, "echoed").await;
+        Recorder::pictures(&f.ui.own_pictures, 10, "self view").await;
+        f.shell.hang_up(call_id).await.unwrap();
+        f.ui.until("call", |v| v["type"] == "ended" && v["reason"] == "hangup-local").await;
         f.shell.shutdown().await;
     }
 }

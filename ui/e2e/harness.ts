@@ -119,6 +119,9 @@ const failures: Record<string, IpcError> = { ...(scenario.failures ?? {}) };
 const accepted = new Map<string, number>();
 let meter: ReturnType<typeof setInterval> | null = null;
 let outgoing = 0;
+// Whether the pre-join preview shows: as in the shell, also when its camera would not open, and
+// `set_camera` then moves it to the new camera (failing as `start_camera_preview` would).
+let previewWanted = false;
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -128,6 +131,7 @@ function fail(code: string, message: string): never {
 
 async function handle(cmd: string, args: Record<string, unknown>): Promise<unknown> {
   log.push({ cmd, args: JSON.parse(JSON.stringify(args ?? {})) });
+  if (cmd === "start_camera_preview" || cmd === "stop_camera_preview") previewWanted = cmd === "start_camera_preview";
   const failure = failures[cmd];
   if (failure) throw failure;
   switch (cmd) {
@@ -230,6 +234,7 @@ async function handle(cmd: string, args: Record<string, unknown>): Promise<unkno
     }
     case "set_camera":
       app.settings = { ...app.settings, camera: (args["camera"] as string | null) ?? null };
+      if (previewWanted && failures["start_camera_preview"]) void emit("camera-preview-failed", { error: failures["start_camera_preview"] });
       return null;
     case "start_camera_preview":
     case "stop_camera_preview":

@@ -60,8 +60,8 @@ test("pre-join: the preview draws what the camera sends, mirrored; picking a cam
   await picker.selectOption("/dev/video2");
   expect(await shell.sent("set_camera")).toEqual([{ camera: "/dev/video2" }]);
   await expect(page.getByRole("img", { name: "Camera preview: USB Webcam" })).toBeVisible();
-  // A new camera: the preview starts again on it (the first start, then this one).
-  await expect.poll(async () => (await shell.sent("start_camera_preview")).length).toBe(2);
+  // The shell moves the preview to the new camera: the UI does not start another.
+  expect(await shell.sent("start_camera_preview")).toEqual([{}]);
   await picker.selectOption("pattern");
   await expect(page.getByRole("img", { name: "Camera preview: Test pattern" })).toBeVisible();
   expect(await page.getByRole("img", { name: "Camera preview: Test pattern" }).evaluate((c) => getComputedStyle(c).transform)).toBe("none");
@@ -83,10 +83,21 @@ test("pre-join: a camera that cannot be shown says why and what to do", async ({
   const alert = page.getByRole("alert").filter({ hasText: "Your camera cannot be shown." });
   await expect(alert).toContainText("close the program using it");
   await expect(alert).toContainText("Zoom (pid 4242)");
-  // A camera that stops later says so too.
+  // Another camera: the old problem goes, the shell moves the preview (no second start).
+  const starts = (await shell.sent("start_camera_preview")).length;
   await shell.fail("start_camera_preview", null);
-  await page.getByRole("combobox", { name: "Camera" }).selectOption("pattern");
+  const picker = page.getByRole("combobox", { name: "Camera" });
+  await picker.selectOption("pattern");
   await expect(alert).toBeHidden();
+  // A camera picked that will not open either says so (its failure comes after the pick).
+  await shell.fail("start_camera_preview", { code: "camera_unavailable", message: "/dev/video0 is busy: Zoom (pid 4242) is using it" });
+  await picker.selectOption("/dev/video0");
+  await expect(alert).toBeVisible();
+  expect(await shell.sent("start_camera_preview")).toHaveLength(starts);
+  await shell.fail("start_camera_preview", null);
+  await picker.selectOption("pattern");
+  await expect(alert).toBeHidden();
+  // A camera that stops later says so too.
   await shell.emit("camera-preview-failed", { error: { code: "camera_unavailable", message: "the camera stopped sending pictures" } });
   await expect(page.getByRole("alert").filter({ hasText: "the camera stopped sending pictures" })).toBeVisible();
 });

@@ -6,8 +6,8 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { watchVideo, type VideoView } from "../ipc";
 import { parsePicture, toRgba } from "../logic/video";
 
-/** Watches `view` while mounted (restarting when `restart` changes); the canvas takes each picture's size. */
-export function usePictures(view: VideoView, restart: unknown = null): { ref: Ref<HTMLCanvasElement>; showing: boolean } {
+/** Watches `view` while mounted; the canvas takes each picture's size. */
+export function usePictures(view: VideoView): { ref: Ref<HTMLCanvasElement>; showing: boolean } {
   const ref = useRef<HTMLCanvasElement>(null);
   const [showing, setShowing] = useState(false);
   useEffect(() => {
@@ -43,6 +43,6 @@ export function usePictures(view: VideoView, restart: unknown = null): { ref: Re
       stopped = true;
       if (frame) cancelAnimationFrame(frame);
     };
-  }, [view, restart]);
+  }, [view]);
   return { ref, showing };
 }

@@ -93,7 +93,7 @@ export function PreJoin({ store, model, fixes }: { store: Store; model: Model; f
           <CameraSelect id="prejoin-camera" cameras={cameras} value={camera} onChange={(c) => void store.setCamera(c)} />
           {/* Not while the setup check runs: its camera check needs the camera. */}
           {!doctor.running && (
-            <CameraPreview camera={camera} caption={cameraCaption(cameras, camera)} mirrored={showsCamera(cameras, camera)} />
+            <CameraPreview store={store} camera={camera} caption={cameraCaption(cameras, camera)} mirrored={showsCamera(cameras, camera)} />
           )}
         </section>
         <section class="panel" aria-labelledby="doctor-title">
