@@ -388,8 +388,10 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
             s.mos,
             s.quality,
             s.video.as_ref().map_or(String::new(), |v| format!(
-                "; video sent {:.0} fps{} at {} kb/s (path {}), received {:.0} fps at {}×{}, {} undecodable",
+                "; video sent {:.0} fps at {}×{}{} at {} kb/s (path {}), received {:.0} fps at {}×{}, {} undecodable",
                 v.sent_fps,
+                v.sent_width,
+                v.sent_height,
                 if v.camera_off {
                     " (camera off)"
                 } else if v.paused_for_bandwidth {

@@ -560,8 +560,8 @@ fn relay_only_without_a_turn_server_fails_at_once_and_says_why() {
 }
 
 /// A video call to the echo bot through a bottleneck (the relay in front of coturn, both ways):
-/// at 450 kbit/s the congestion controller finds the path's rate and the video's bitrate
-/// follows it down while the call goes on; at 90 kbit/s, too little for video, video stops and
+/// at 450 kbit/s the congestion controller finds the path's rate, the video's bitrate follows it
+/// down and the pictures sent get smaller while the call goes on; at 90 kbit/s, too little for video, video stops and
 /// the stats say so, audio goes on; when the path widens again, video comes back.
 #[test]
 fn a_video_call_fits_a_narrow_path_and_stops_video_on_a_too_narrow_one() {
@@ -582,6 +582,15 @@ fn a_video_call_fits_a_narrow_path_and_stops_video_on_a_too_narrow_one() {
         })
     });
     println!("fitted to 450 kbit/s {:.1} s after connecting", (fitted - connected).as_secs_f64());
+    // A smaller picture fits the narrower path better than 640×480 in blocks. (What the echo
+    // sends back lags by seconds here, docs/video.md "Not done yet"; the unit tests decode the
+    // smaller pictures.)
+    let smaller = alice.wait_for("a smaller picture on the 450 kbit/s path", Duration::from_secs(15), |v| {
+        video(v, &|s| {
+            s["sent_height"].as_u64().is_some_and(|h| (1..480).contains(&h)) && s["sent_fps"].as_f64() > Some(5.0)
+        })
+    });
+    println!("sent smaller {:.1} s after connecting", (smaller - connected).as_secs_f64());
 
     network.relay.set_rate(90_000);
     let narrowed = Instant::now();

@@ -228,6 +228,8 @@ test("a video call shows the other side's picture; v turns the camera off and on
   // The connection cannot carry video: a banner says so, and the popover says why.
   const video = {
     sent_fps: 0,
+    sent_width: 320,
+    sent_height: 240,
     received_fps: 30,
     received_width: 640,
     received_height: 480,

@@ -117,6 +117,9 @@ export interface CallStats {
 
 export interface VideoStats {
   sent_fps: number;
+  /** Of the last picture sent (smaller on a narrow path); 0 before the first. */
+  sent_width: number;
+  sent_height: number;
   received_fps: number;
   /** Of the last picture shown; 0 before the first. */
   received_width: number;

@@ -30,7 +30,7 @@ use crate::ice_servers::{self, IceServerCache};
 pub use crate::sound::{DeviceChange, Microphone, Speaker};
 use crate::sound::{MicrophoneInput, SpeakerOutput};
 use crate::video::{self, VideoControl, VideoReceiver};
-use crate::video_rate::VideoRatePolicy;
+use crate::video_rate::{SendFormatPolicy, VideoRatePolicy};
 pub use calldock_devices::camera::CameraSource;
 use calldock_video::EncoderSettings;
 
@@ -104,6 +104,9 @@ pub struct CallStats {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VideoStats {
     pub sent_fps: f64,
+    /// Of the last picture sent (smaller on a narrow path, crate::video_rate); 0 before the first.
+    pub sent_width: u32,
+    pub sent_height: u32,
     pub received_fps: f64,
     /// Of the last picture shown; 0 before the first.
     pub received_width: u32,
@@ -296,6 +299,7 @@ async fn run(
     // Encoded frames from the camera thread, and what else it reports (a failure, a refused switch).
     let (mut camera_frames, mut camera_reports) = (None, None);
     let mut rate_policy = VideoRatePolicy::new(EncoderSettings::default().target_kbps);
+    let mut format_policy = SendFormatPolicy::new();
     let mut rate_tick = tokio::time::interval(Duration::from_millis(250));
     let mut video = camera.map(|camera| {
         let control = Arc::new(VideoControl::default());
@@ -550,6 +554,11 @@ async fn run(
                         }
                     }
                     v.control.set_rate(rate);
+                    let format = format_policy.update(started.elapsed(), rate.target_kbps);
+                    if format != v.control.format() {
+                        tracing::info!(%call_id, target_kbps = rate.target_kbps, "video now sent at {format}");
+                        v.control.set_format(format);
+                    }
                 }
             }
             _ = stats_tick.tick(), if connected => {
@@ -595,6 +604,8 @@ async fn run(
                         let (sent, received) = (c.frames_sent.load(Ordering::Relaxed), c.frames_received.load(Ordering::Relaxed));
                         let stats = VideoStats {
                             sent_fps: (sent - v.last.0) as f64,
+                            sent_width: c.sent_width.load(Ordering::Relaxed),
+                            sent_height: c.sent_height.load(Ordering::Relaxed),
                             received_fps: (received - v.last.1) as f64,
                             received_width: c.received_width.load(Ordering::Relaxed),
                             received_height: c.received_height.load(Ordering::Relaxed),

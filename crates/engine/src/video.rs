@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use calldock_devices::camera::{CameraCapture, CameraSource, Frame, FrameSource, PatternSource, Resolution, Y4mFile};
 use calldock_peer::VideoFrame;
+use calldock_video::scale::{Scaler, fit_within};
 use calldock_video::{EncoderSettings, Picture, Vp8Decoder, Vp8Encoder};
+
+use crate::video_rate::SendFormat;
 use tokio::sync::mpsc;
 
 /// The size and rate a call asks of a camera: what Chromium sends by default on a desktop.
@@ -44,7 +47,12 @@ pub struct VideoControl {
     keyframe_needed: AtomicBool,
     /// Another camera, asked for mid-call.
     switch_to: std::sync::Mutex<Option<CameraSource>>,
+    /// The largest picture and the frame rate sent now (crate::video_rate).
+    format: std::sync::Mutex<SendFormat>,
     pub frames_sent: AtomicU64,
+    /// The last picture sent's size (0 before the first).
+    pub sent_width: AtomicU32,
+    pub sent_height: AtomicU32,
     pub frames_received: AtomicU64,
     pub undecodable: AtomicU64,
     /// The last decoded picture's size (0 before the first).
@@ -69,6 +77,15 @@ impl VideoControl {
     pub fn set_rate(&self, rate: crate::video_rate::VideoRate) {
         self.target_kbps.store(rate.target_kbps, Ordering::SeqCst);
         self.paused_for_bandwidth.store(rate.paused, Ordering::SeqCst);
+    }
+
+    /// What the encoder's target leaves room for: a smaller picture, fewer frames.
+    pub fn set_format(&self, format: SendFormat) {
+        *self.format.lock().unwrap_or_else(|p| p.into_inner()) = format;
+    }
+
+    pub fn format(&self) -> SendFormat {
+        *self.format.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn target_kbps(&self) -> u32 {
@@ -234,13 +251,13 @@ pub const SELF_VIEW_FPS: u32 = 15;
 /// Hands out thumbnails of the camera's pictures at most [`SELF_VIEW_FPS`] a second.
 struct SelfView {
     deliver: Box<dyn Fn(Picture) + Send>,
-    scaler: calldock_video::scale::Scaler,
+    scaler: Scaler,
     last: Option<Duration>,
 }
 
 impl SelfView {
     fn new(deliver: Box<dyn Fn(Picture) + Send>) -> SelfView {
-        SelfView { deliver, scaler: calldock_video::scale::Scaler::new(), last: None }
+        SelfView { deliver, scaler: Scaler::new(), last: None }
     }
 
     fn show(&mut self, picture: &Picture, at: Duration) {
@@ -300,7 +317,11 @@ fn send_loop(
 ) -> Result<(), String> {
     let mut reader = CameraReader::open(camera.clone())?;
     let mut encoder = Vp8Encoder::new(settings);
+    let mut scaler = Scaler::new();
+    // The last frame handed to the peer, and the last one given to the encoder (which may drop
+    // it, or find the peer's queue full).
     let mut sent_at: Option<Duration> = None;
+    let mut encoded_at: Option<Duration> = None;
     let frame_interval = Duration::from_secs(1) / CAPTURE_FPS;
     while !control.stop.load(Ordering::SeqCst) {
         if let Some(next) = control.take_switch() {
@@ -332,10 +353,27 @@ fn send_loop(
             encoder.request_keyframe();
             continue;
         }
-        // Since the last frame sent: across a pause the RTP timestamp moves by the pause, so
-        // the other side's timing stays true to the clock.
+        let format = control.format();
+        // A lower frame rate: a frame sooner than its interval after the last one sent waits
+        // for the next (with half a capture interval of slack: a camera's spacing wobbles).
+        if format.fps < CAPTURE_FPS
+            && let Some(last) = encoded_at
+            && at.saturating_sub(last) + frame_interval / 2 < Duration::from_secs(1) / format.fps.max(1)
+        {
+            continue;
+        }
+        // A smaller picture: the encoder starts again at its size, with a key frame.
+        let (width, height) = fit_within(picture.width(), picture.height(), format.max_width, format.max_height);
+        let picture = if (width, height) == (picture.width(), picture.height()) {
+            picture
+        } else {
+            scaler.scale(&picture, width, height).map_err(|e| e.to_string())?
+        };
+        // Since the last frame sent: across a pause, or frames the rate control dropped, the
+        // RTP timestamp moves by the time they took, so the other side's timing stays true to
+        // the clock.
         let duration = sent_at.map_or(frame_interval, |last| at.saturating_sub(last));
-        sent_at = Some(at);
+        encoded_at = Some(at);
         let target = control.target_kbps();
         if target != 0 && target != encoder.settings().target_kbps {
             encoder.set_target_kbps(target).map_err(|e| e.to_string())?;
@@ -343,12 +381,15 @@ fn send_loop(
         if control.keyframe_wanted.swap(false, Ordering::SeqCst) {
             encoder.request_keyframe();
         }
-        match encoder.encode(&picture) {
+        match encoder.encode_at(&picture, format.fps) {
             Ok(Some(encoded)) => {
                 let frame = OutgoingFrame { data: Bytes::from(encoded.data), duration };
                 match out.try_send(frame) {
                     Ok(()) => {
+                        sent_at = Some(at);
                         control.frames_sent.fetch_add(1, Ordering::Relaxed);
+                        control.sent_width.store(width, Ordering::Relaxed);
+                        control.sent_height.store(height, Ordering::Relaxed);
                     }
                     // The session is behind: this frame is dropped, and the next ones depend
                     // on it, so the next is a key frame.
@@ -570,6 +611,79 @@ mod tests {
         assert!(frames.blocking_recv().is_none());
         let Some(CameraReport::Stopped(reason)) = reports.blocking_recv() else { panic!("a failure report") };
         assert!(reason.contains("camera.y4m"), "{reason}");
+    }
+
+    #[test]
+    fn a_smaller_send_format_scales_the_pictures_and_sends_fewer_of_them_from_a_key_frame() {
+        let control = Arc::new(VideoControl::default());
+        let (reports_tx, _reports) = mpsc::channel(1);
+        let mut frames =
+            start_sending(CameraSource::Pattern, EncoderSettings::default(), control.clone(), reports_tx, None);
+        let mut decoder = Vp8Decoder::new().unwrap();
+        // The next `count` frames: size, whether a key frame, spacing.
+        let mut next = |count: usize| {
+            (0..count)
+                .filter_map(|_| {
+                    let frame = frames.blocking_recv().expect("frames keep coming");
+                    let key = calldock_video::is_keyframe(&frame.data);
+                    let picture = decoder.decode(&frame.data).expect("decodes")?;
+                    Some(((picture.width(), picture.height()), key, frame.duration))
+                })
+                .collect::<Vec<_>>()
+        };
+        let full = next(5);
+        assert!(full.iter().all(|(size, _, _)| *size == (640, 480)), "{full:?}");
+        assert_eq!((control.sent_width.load(Ordering::SeqCst), control.sent_height.load(Ordering::SeqCst)), (640, 480));
+
+        control.set_format(SendFormat::new(320, 240, 15));
+        // A frame or two may have been encoded before the change was seen.
+        let small: Vec<_> = next(12).into_iter().skip_while(|(size, _, _)| *size == (640, 480)).collect();
+        assert!(small.len() >= 8, "{small:?}");
+        assert!(small[0].1, "the first smaller picture is a key frame");
+        assert!(small[1..].iter().all(|(size, key, _)| *size == (320, 240) && !key), "{small:?}");
+        // Every other camera frame: two capture intervals apart (the first spans the change).
+        for (_, _, spacing) in &small[1..] {
+            assert!((Duration::from_millis(66)..=Duration::from_millis(67)).contains(spacing), "{small:?}");
+        }
+        assert_eq!((control.sent_width.load(Ordering::SeqCst), control.sent_height.load(Ordering::SeqCst)), (320, 240));
+
+        control.set_format(SendFormat::default());
+        let back: Vec<_> = next(8).into_iter().skip_while(|(size, _, _)| *size == (320, 240)).collect();
+        assert!(back.len() >= 4 && back[0].1 && back.iter().all(|(size, _, _)| *size == (640, 480)), "{back:?}");
+        control.stop();
+        while frames.blocking_recv().is_some() {}
+    }
+
+    #[test]
+    fn frames_not_sent_still_move_the_rtp_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let camera = numbered_y4m(dir.path(), "numbered.y4m", 0, 120);
+        let control = Arc::new(VideoControl::default());
+        let (reports_tx, _reports) = mpsc::channel(1);
+        let mut frames = start_sending(camera, EncoderSettings::default(), control.clone(), reports_tx, None);
+        // The session falls behind for a while: its queue fills and frames are not sent (as
+        // when the rate control drops them).
+        let first = frames.blocking_recv().expect("a first frame");
+        std::thread::sleep(Duration::from_millis(800));
+        let mut decoder = Vp8Decoder::new().unwrap();
+        let mut previous = decoder.decode(&first.data).unwrap().map(|p| calldock_video::test_pattern::counter(&p));
+        let mut gaps = 0;
+        while previous.is_none_or(|n| n < 60) {
+            let frame = frames.blocking_recv().expect("frames keep coming");
+            let Some(picture) = decoder.decode(&frame.data).expect("decodes") else { continue };
+            let number = calldock_video::test_pattern::counter(&picture);
+            if let Some(before) = previous {
+                // The frame's RTP duration spans the frames not sent since the last one that was.
+                let spans = frame.duration.as_secs_f64() * f64::from(CAPTURE_FPS);
+                let gap = f64::from(number) - f64::from(before);
+                assert!((spans - gap).abs() < 0.1, "{before} → {number} in {:?}", frame.duration);
+                gaps += usize::from(gap > 1.0);
+            }
+            previous = Some(number);
+        }
+        assert!(gaps > 0, "frames were left out while the queue was full");
+        control.stop();
+        while frames.blocking_recv().is_some() {}
     }
 
     /// A 640×480 30 fps Y4M file of `calldock_video::test_pattern` frames `first..first + count`.

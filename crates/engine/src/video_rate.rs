@@ -93,6 +93,103 @@ impl VideoRatePolicy {
     }
 }
 
+/// The largest picture and the frame rate video is sent at. At a low bitrate a smaller picture
+/// looks better than a large one quantized into blocks, and lower still, fewer frames give each
+/// one enough bits (libwebrtc's "balanced" degradation does the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFormat {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub fps: u32,
+}
+
+impl SendFormat {
+    pub const fn new(max_width: u32, max_height: u32, fps: u32) -> Self {
+        Self { max_width, max_height, fps }
+    }
+}
+
+/// The largest format.
+impl Default for SendFormat {
+    fn default() -> Self {
+        FORMATS[0].0
+    }
+}
+
+impl std::fmt::Display for SendFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{} at {} fps", self.max_width, self.max_height, self.fps)
+    }
+}
+
+/// The formats, largest first, each with the least bitrate (kbit/s) it is sent at. Near
+/// libwebrtc's limits for a single VP8 stream (500 kbit/s to start 640×360, 300 for 480×270),
+/// with 640×480 kept down to 400: the congestion controller's 600 kbit/s start leaves video 460,
+/// and a call should not start by shrinking its picture.
+pub const FORMATS: [(SendFormat, u32); 4] = [
+    (SendFormat::new(640, 480, 30), 400),
+    (SendFormat::new(480, 360, 30), 250),
+    (SendFormat::new(320, 240, 30), 150),
+    (SendFormat::new(320, 240, 15), 0),
+];
+/// A larger format needs this much more than its least bitrate, so that a target hovering at
+/// a line does not switch formats back and forth (each switch costs a key frame).
+const STEP_UP_MARGIN: f64 = 1.3;
+/// How long the target must stay under the format's least before a smaller one is taken, and
+/// above the next larger one's (with the margin) before that is taken. Up is slower: a format
+/// that proves too large costs a key frame twice.
+pub const STEP_DOWN_AFTER: Duration = Duration::from_secs(2);
+pub const STEP_UP_AFTER: Duration = Duration::from_secs(6);
+
+/// Follows the encoder's target with the send format: down at once to the format that fits
+/// (after [`STEP_DOWN_AFTER`]), up one format at a time (after [`STEP_UP_AFTER`]).
+#[derive(Debug, Clone, Default)]
+pub struct SendFormatPolicy {
+    /// Index into [`FORMATS`].
+    step: usize,
+    /// Since when the target has been below this format's least, or above the next larger
+    /// one's with the margin.
+    below_since: Option<Duration>,
+    above_since: Option<Duration>,
+}
+
+impl SendFormatPolicy {
+    /// Starting at the largest format.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn format(&self) -> SendFormat {
+        FORMATS[self.step].0
+    }
+
+    /// Takes the encoder's target now; returns the format as it now stands.
+    pub fn update(&mut self, now: Duration, target_kbps: u32) -> SendFormat {
+        let fits = FORMATS.iter().position(|(_, least)| target_kbps >= *least).unwrap_or(FORMATS.len() - 1);
+        let larger_fits =
+            self.step > 0 && f64::from(target_kbps) >= f64::from(FORMATS[self.step - 1].1) * STEP_UP_MARGIN;
+        if fits > self.step {
+            self.above_since = None;
+            let since = *self.below_since.get_or_insert(now);
+            if now.saturating_sub(since) >= STEP_DOWN_AFTER {
+                self.step = fits;
+                self.below_since = None;
+            }
+        } else if larger_fits {
+            self.below_since = None;
+            let since = *self.above_since.get_or_insert(now);
+            if now.saturating_sub(since) >= STEP_UP_AFTER {
+                self.step -= 1;
+                self.above_since = None;
+            }
+        } else {
+            self.below_since = None;
+            self.above_since = None;
+        }
+        self.format()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +263,58 @@ mod tests {
         let mut policy = VideoRatePolicy::new(800);
         hold(&mut policy, 0.0, 17.0, 150_000.0);
         assert!(!hold(&mut policy, 17.0, 10.0, 700_000.0).paused);
+    }
+
+    /// Feeds `target_kbps` every 250 ms from `from` for `seconds`.
+    fn hold_format(policy: &mut SendFormatPolicy, from: f64, seconds: f64, target_kbps: u32) -> SendFormat {
+        let mut format = policy.format();
+        let mut t = from;
+        while t < from + seconds {
+            format = policy.update(secs(t), target_kbps);
+            t += 0.25;
+        }
+        format
+    }
+
+    const VGA: SendFormat = SendFormat::new(640, 480, 30);
+    const HALF: SendFormat = SendFormat::new(480, 360, 30);
+    const QVGA: SendFormat = SendFormat::new(320, 240, 30);
+    const QVGA_15: SendFormat = SendFormat::new(320, 240, 15);
+
+    #[test]
+    fn a_narrow_path_takes_the_format_that_fits_at_once_and_a_short_dip_changes_nothing() {
+        let mut policy = SendFormatPolicy::new();
+        assert_eq!(hold_format(&mut policy, 0.0, 5.0, 800), VGA);
+        // A dip shorter than 2 s.
+        assert_eq!(hold_format(&mut policy, 5.0, 1.75, 120), VGA);
+        assert_eq!(hold_format(&mut policy, 6.75, 3.0, 800), VGA);
+        // 300 kbit/s for long enough: 480×360, straight from 640×480.
+        assert_eq!(hold_format(&mut policy, 9.75, 1.75, 300), VGA);
+        assert_eq!(hold_format(&mut policy, 11.5, 0.5, 300), HALF);
+        // Far lower: straight to the smallest, at half the frame rate.
+        assert_eq!(hold_format(&mut policy, 12.0, 2.25, 90), QVGA_15);
+    }
+
+    #[test]
+    fn a_wider_path_brings_larger_formats_back_one_at_a_time_with_a_margin() {
+        let mut policy = SendFormatPolicy::new();
+        assert_eq!(hold_format(&mut policy, 0.0, 2.25, 100), QVGA_15);
+        // Just over 150 kbit/s is not enough to go up: 195 is, for 6 s.
+        assert_eq!(hold_format(&mut policy, 2.25, 20.0, 190), QVGA_15);
+        assert_eq!(hold_format(&mut policy, 22.25, 5.9, 1000), QVGA_15);
+        assert_eq!(policy.update(secs(28.25), 1000), QVGA);
+        // One format each 6 s, however wide the path.
+        assert_eq!(hold_format(&mut policy, 28.5, 5.9, 1000), QVGA);
+        assert_eq!(policy.update(secs(34.5), 1000), HALF);
+        assert_eq!(hold_format(&mut policy, 34.75, 5.9, 1000), HALF);
+        assert_eq!(policy.update(secs(40.75), 1000), VGA);
+        // A dip in the middle of the wait restarts it.
+        let mut policy = SendFormatPolicy::new();
+        hold_format(&mut policy, 0.0, 2.25, 300);
+        assert_eq!(policy.format(), HALF);
+        hold_format(&mut policy, 2.25, 5.0, 700);
+        hold_format(&mut policy, 7.25, 0.25, 400);
+        assert_eq!(hold_format(&mut policy, 7.5, 5.75, 700), HALF);
+        assert_eq!(policy.update(secs(13.5), 700), VGA);
     }
 }

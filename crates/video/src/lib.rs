@@ -190,13 +190,19 @@ pub struct EncodedFrame {
 pub struct Vp8Encoder {
     settings: EncoderSettings,
     encoder: Option<(u32, u32, Encoder<u8>)>,
-    frame_index: i64,
+    /// The next frame's time, in [`TIMEBASE_HZ`] ticks.
+    pts: i64,
     keyframe_requested: bool,
 }
 
+/// The encoder's clock: RTP's video clock. Frames are spaced by the rate they are sent at, so
+/// libvpx's rate control spends the target over the frames actually sent (at 15 frames a
+/// second, twice the bits per frame of 30).
+const TIMEBASE_HZ: u32 = 90_000;
+
 impl Vp8Encoder {
     pub fn new(settings: EncoderSettings) -> Vp8Encoder {
-        Vp8Encoder { settings, encoder: None, frame_index: 0, keyframe_requested: false }
+        Vp8Encoder { settings, encoder: None, pts: 0, keyframe_requested: false }
     }
 
     pub fn settings(&self) -> EncoderSettings {
@@ -224,8 +230,8 @@ impl Vp8Encoder {
 
     fn start(&self, width: u32, height: u32) -> Result<Encoder<u8>, VideoError> {
         let encoder_error = |e: vpx_rs::Error| VideoError::Encoder(e.to_string());
-        let frame_rate = NonZero::new(self.settings.frame_rate.max(1)).unwrap_or(NonZero::<u32>::MIN);
-        let timebase = Timebase { num: NonZero::<u32>::MIN, den: frame_rate };
+        let timebase =
+            Timebase { num: NonZero::<u32>::MIN, den: NonZero::new(TIMEBASE_HZ).unwrap_or(NonZero::<u32>::MIN) };
         let mut config = EncoderConfig::<u8>::new(
             EncodeCodec::VP8,
             width,
@@ -253,9 +259,17 @@ impl Vp8Encoder {
         Ok(encoder)
     }
 
-    /// Encodes one picture. `None` when the rate control dropped it (the link cannot carry
-    /// every frame at this bitrate).
+    /// Encodes one picture at the settings' frame rate. `None` when the rate control dropped
+    /// it (the link cannot carry every frame at this bitrate).
     pub fn encode(&mut self, picture: &Picture) -> Result<Option<EncodedFrame>, VideoError> {
+        self.encode_at(picture, self.settings.frame_rate)
+    }
+
+    /// Encodes one picture of a stream sent at `fps` frames a second (lowered for a narrow
+    /// path): the rate control spends the target over that many frames. As in libwebrtc, the
+    /// frame's time is the interval of that rate, not its real spacing, so a frame after a
+    /// pause is not given the pause's bits.
+    pub fn encode_at(&mut self, picture: &Picture, fps: u32) -> Result<Option<EncodedFrame>, VideoError> {
         let (width, height) = (picture.width, picture.height);
         let mut flags = EncoderFrameFlags::empty();
         if !matches!(&self.encoder, Some((w, h, _)) if *w == width && *h == height) {
@@ -268,10 +282,11 @@ impl Vp8Encoder {
         let Some((_, _, encoder)) = self.encoder.as_mut() else { unreachable!("started above") };
         let image = YUVImageData::from_raw_data(ImageFormat::I420, width as usize, height as usize, &picture.data)
             .map_err(|e| VideoError::Encoder(e.to_string()))?;
-        let pts = self.frame_index;
-        self.frame_index += 1;
+        let ticks = i64::from(TIMEBASE_HZ / fps.clamp(1, TIMEBASE_HZ));
+        let pts = self.pts;
+        self.pts += ticks;
         let packets = encoder
-            .encode(pts, 1, image, EncodingDeadline::Realtime, flags)
+            .encode(pts, ticks as u64, image, EncodingDeadline::Realtime, flags)
             .map_err(|e| VideoError::Encoder(e.to_string()))?;
         let mut frame: Option<EncodedFrame> = None;
         for packet in packets {

@@ -89,6 +89,24 @@ fn the_bitrate_follows_the_target() {
     assert!(high > 2.0 * low, "1200 kbit/s gave {high:.0}, 200 gave {low:.0}");
 }
 
+/// A lower frame rate (a narrow path) spends the same bitrate on fewer frames.
+#[test]
+fn at_half_the_frame_rate_the_bitrate_stays_on_target() {
+    let kbps_at = |fps: u32| {
+        let mut encoder = Vp8Encoder::new(EncoderSettings { target_kbps: 300, ..EncoderSettings::default() });
+        // Four seconds of a picture that keeps changing; the first second settles the rate.
+        let bytes: usize = (0..4 * fps)
+            .filter_map(|i| encoder.encode_at(&pattern(640, 480, i * 90 / fps), fps).unwrap())
+            .skip(fps as usize)
+            .map(|f| f.data.len())
+            .sum();
+        bytes as f64 * 8.0 / 1000.0 / 3.0
+    };
+    let (full, half) = (kbps_at(30), kbps_at(15));
+    println!("300 kbit/s asked: {full:.0} at 30 fps, {half:.0} at 15 fps");
+    assert!(half > 0.75 * full && half < 400.0, "30 fps gave {full:.0} kbit/s, 15 fps {half:.0}");
+}
+
 #[test]
 fn the_bitrate_of_a_running_stream_follows_a_new_target_without_a_key_frame() {
     let mut encoder = Vp8Encoder::new(EncoderSettings { target_kbps: 1200, ..EncoderSettings::default() });

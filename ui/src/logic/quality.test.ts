@@ -72,6 +72,8 @@ describe("path and popover", () => {
   it("shows a video call's pictures both ways", () => {
     const video = {
       sent_fps: 30,
+      sent_width: 640,
+      sent_height: 480,
       received_fps: 29.6,
       received_width: 640,
       received_height: 480,
@@ -83,9 +85,14 @@ describe("path and popover", () => {
     };
     const row = (patch: Partial<typeof video>) =>
       statRows(stats({ video: { ...video, ...patch } })).find((r) => r.name === "Video")?.value;
-    expect(row({})).toBe("30 fps at 640×480 received · 30 fps sent at 700 kbps");
+    expect(row({})).toBe("30 fps at 640×480 received · 30 fps at 640×480 sent, 700 kbps");
+    // A narrow path: a smaller picture, fewer frames.
+    expect(row({ sent_fps: 15, sent_width: 320, sent_height: 240, target_kbps: 120 })).toBe(
+      "30 fps at 640×480 received · 15 fps at 320×240 sent, 120 kbps",
+    );
+    expect(row({ sent_fps: 0, sent_width: 0, sent_height: 0 })).toBe("30 fps at 640×480 received · none sent yet");
     expect(row({ received_width: 0, received_height: 0, camera_off: true })).toBe("none received yet · camera off");
-    expect(row({ undecodable_frames: 3 })).toBe("30 fps at 640×480 received · 30 fps sent at 700 kbps · 3 frames lost");
+    expect(row({ undecodable_frames: 3 })).toBe("30 fps at 640×480 received · 30 fps at 640×480 sent, 700 kbps · 3 frames lost");
     expect(row({ paused_for_bandwidth: true, sent_fps: 0 })).toBe(
       "30 fps at 640×480 received · paused: the connection cannot carry video",
     );

@@ -95,7 +95,9 @@ function videoRow(v: NonNullable<CallStats["video"]>): StatRow {
     ? "camera off"
     : v.paused_for_bandwidth
       ? "paused: the connection cannot carry video"
-      : `${num(v.sent_fps, 0)} fps sent at ${v.target_kbps} kbps`;
+      : v.sent_width > 0
+        ? `${num(v.sent_fps, 0)} fps at ${v.sent_width}×${v.sent_height} sent, ${v.target_kbps} kbps`
+        : "none sent yet";
   const broken = v.undecodable_frames > 0 ? ` · ${v.undecodable_frames} frames lost` : "";
   return { name: "Video", value: `${received} · ${sent}${broken}` };
 }
