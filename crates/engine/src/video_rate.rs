@@ -198,15 +198,20 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
-    /// Feeds `estimate_bps` every 250 ms from `from` for `seconds`.
-    fn hold(policy: &mut VideoRatePolicy, from: f64, seconds: f64, estimate_bps: f64) -> VideoRate {
-        let mut rate = policy.rate();
+    /// Calls `update` every 250 ms from `from` for `seconds`; what the last call returned.
+    fn every_quarter_second<T>(from: f64, seconds: f64, mut update: impl FnMut(Duration) -> T) -> Option<T> {
+        let mut last = None;
         let mut t = from;
         while t < from + seconds {
-            rate = policy.update(secs(t), estimate_bps);
+            last = Some(update(secs(t)));
             t += 0.25;
         }
-        rate
+        last
+    }
+
+    /// Feeds `estimate_bps` every 250 ms from `from` for `seconds`.
+    fn hold(policy: &mut VideoRatePolicy, from: f64, seconds: f64, estimate_bps: f64) -> VideoRate {
+        every_quarter_second(from, seconds, |t| policy.update(t, estimate_bps)).unwrap_or(policy.rate())
     }
 
     #[test]
@@ -267,13 +272,7 @@ mod tests {
 
     /// Feeds `target_kbps` every 250 ms from `from` for `seconds`.
     fn hold_format(policy: &mut SendFormatPolicy, from: f64, seconds: f64, target_kbps: u32) -> SendFormat {
-        let mut format = policy.format();
-        let mut t = from;
-        while t < from + seconds {
-            format = policy.update(secs(t), target_kbps);
-            t += 0.25;
-        }
-        format
+        every_quarter_second(from, seconds, |t| policy.update(t, target_kbps)).unwrap_or(policy.format())
     }
 
     const VGA: SendFormat = SendFormat::new(640, 480, 30);
