@@ -388,7 +388,7 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
             s.mos,
             s.quality,
             s.video.as_ref().map_or(String::new(), |v| format!(
-                "; video sent {:.0} fps at {}×{}{} at {} kb/s (path {}), received {:.0} fps at {}×{}, {} undecodable",
+                "; video sent {:.0} fps at {}×{}{} at {} kb/s (path {}{}), received {:.0} fps at {}×{}, {} undecodable",
                 v.sent_fps,
                 v.sent_width,
                 v.sent_height,
@@ -401,6 +401,7 @@ fn print_stats(json_mode: bool, s: &calldock_engine::media::CallStats) {
                 },
                 v.target_kbps,
                 v.estimate_kbps.map_or("not estimated yet".into(), |e| format!("{e:.0} kb/s")),
+                v.limit_kbps.map_or(String::new(), |l| format!(", the other side takes at most {l:.0} kb/s")),
                 v.received_fps,
                 v.received_width,
                 v.received_height,

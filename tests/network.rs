@@ -582,15 +582,25 @@ fn a_video_call_fits_a_narrow_path_and_stops_video_on_a_too_narrow_one() {
         })
     });
     println!("fitted to 450 kbit/s {:.1} s after connecting", (fitted - connected).as_secs_f64());
-    // A smaller picture fits the narrower path better than 640×480 in blocks. (What the echo
-    // sends back lags by seconds here, docs/video.md "Not done yet"; the unit tests decode the
-    // smaller pictures.)
+    // A smaller picture fits the narrower path better than 640×480 in blocks.
     let smaller = alice.wait_for("a smaller picture on the 450 kbit/s path", Duration::from_secs(15), |v| {
         video(v, &|s| {
             s["sent_height"].as_u64().is_some_and(|h| (1..480).contains(&h)) && s["sent_fps"].as_f64() > Some(5.0)
         })
     });
     println!("sent smaller {:.1} s after connecting", (smaller - connected).as_secs_f64());
+    // The echo keeps up: what comes back is the smaller pictures, steadily, within seconds. (Before
+    // NACKs were bounded, retransmissions of retransmissions filled the caller's pacer and the
+    // echo showed 640×480 pictures at 2–10 a second for over 20 s.) The bot tells the caller
+    // the most it can send back (REMB); on this path, as narrow both ways, it does not bind.
+    let echoed = alice.wait_for_after("the smaller pictures echoed back", Some(smaller), Duration::from_secs(5), |v| {
+        video(v, &|s| {
+            s["received_height"].as_u64().is_some_and(|h| (1..480).contains(&h))
+                && s["received_fps"].as_f64() > Some(10.0)
+                && s["limit_kbps"].as_f64().is_some()
+        })
+    });
+    println!("the smaller pictures came back {:.1} s after they were sent", (echoed - smaller).as_secs_f64());
 
     network.relay.set_rate(90_000);
     let narrowed = Instant::now();

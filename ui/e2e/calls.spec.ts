@@ -236,6 +236,7 @@ test("a video call shows the other side's picture; v turns the camera off and on
     undecodable_frames: 0,
     camera_off: false,
     estimate_kbps: 120,
+    limit_kbps: null,
     target_kbps: 52,
     paused_for_bandwidth: true,
   };

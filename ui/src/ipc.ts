@@ -128,6 +128,8 @@ export interface VideoStats {
   camera_off: boolean;
   /** What the path carries, by the congestion controller, kbit/s; null before its first estimate. */
   estimate_kbps: number | null;
+  /** The most the other side asked us to send (a forwarding server's limit), kbit/s; the estimate stays under it. null when it asked nothing. */
+  limit_kbps: number | null;
   /** The video encoder's target now, kbit/s. */
   target_kbps: number;
   /** No video is sent: the connection cannot carry it (audio goes on). */

@@ -117,6 +117,9 @@ pub struct VideoStats {
     /// What the path to the other side carries, by the congestion controller, kbit/s; `None`
     /// before its first estimate.
     pub estimate_kbps: Option<f64>,
+    /// The most the other side asked us to send, kbit/s (a forwarding server's REMB: what it
+    /// can pass on); the estimate stays under it. `None` when it asked nothing.
+    pub limit_kbps: Option<f64>,
     /// The encoder's target now.
     pub target_kbps: u32,
     /// No video is sent: the estimate cannot carry it (the call goes on with audio).
@@ -612,6 +615,7 @@ async fn run(
                             undecodable_frames: c.undecodable.load(Ordering::Relaxed),
                             camera_off: c.camera_off(),
                             estimate_kbps: peer.send_estimate_bps().map(|bps| bps / 1000.0),
+                            limit_kbps: remote.max_bitrate_bps.map(|bps| bps / 1000.0),
                             target_kbps: c.target_kbps(),
                             paused_for_bandwidth: c.paused_for_bandwidth(),
                         };

@@ -17,16 +17,20 @@ use bytes::Bytes;
 use calldock_protocol::FailureKind;
 use reception_reports::ReceptionReportReader;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, Slot};
+use rtc::interceptor::{
+    BandwidthEstimator, EstimatorStats, Gcc, NackGeneratorBuilder, NackResponderBuilder, PacketReport, Slot,
+};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    CongestionFeedback, configure_congestion_control, configure_nack, configure_rtcp_reports,
-    configure_simulcast_extension_headers,
+    CongestionFeedback, configure_congestion_control, configure_rtcp_reports, configure_simulcast_extension_headers,
 };
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind, TYPE_RTCP_FB_NACK,
+};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -247,6 +251,21 @@ impl RemoteVideo {
             }
         }
     }
+
+    /// Sends a receiver estimated maximum bitrate (REMB, draft-alvestrand-rmcat-remb) for the
+    /// remote video track: the most the other side should send us, all its streams together.
+    async fn limit(&self, bits_per_second: f64) {
+        let track = self.track.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let Some(track) = track else { return };
+        let ssrcs = track.ssrcs().await;
+        if ssrcs.is_empty() {
+            return;
+        }
+        let remb = ReceiverEstimatedMaximumBitrate { sender_ssrc: 0, bitrate: bits_per_second as f32, ssrcs };
+        if let Err(e) = track.write_rtcp(vec![Box::new(remb)]).await {
+            tracing::debug!("cannot send a bitrate limit: {e}");
+        }
+    }
 }
 
 /// Reads the remote video track: RTP packets reassembled into whole VP8 frames. A frame that
@@ -418,16 +437,47 @@ const INITIAL_ESTIMATE_BPS: f64 = 600_000.0;
 const MIN_ESTIMATE_BPS: f64 = 30_000.0;
 const MAX_ESTIMATE_BPS: f64 = 2_500_000.0;
 
+/// How many times the receiver asks for one lost video packet (NACK, RFC 4585 §6.2.1), a
+/// round every 100 ms: the frame assembler gives a missing packet up after 200 ms anyway. rtc's
+/// default asks again every round for as long as the packet is missing; on a congested path each
+/// retransmission queued behind the others in the sender's pacer and was asked for again, so
+/// the pacer filled with copies of old packets and new frames waited seconds behind them.
+const NACKS_PER_PACKET: u16 = 2;
+
+/// rtc's `configure_nack` with the retries bounded ([`NACKS_PER_PACKET`]).
+fn configure_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback { typ: TYPE_RTCP_FB_NACK.to_owned(), parameter: parameter.to_owned() },
+            RtpCodecKind::Video,
+        );
+    }
+    registry
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
+}
+
 /// Google Congestion Control, with its estimate published where the media session reads it
-/// (the estimator is the one part of rtc's congestion loop the application supplies).
+/// (the estimate is the one part of rtc's congestion loop the application supplies), and held
+/// under the most the other side says it wants (REMB), as libwebrtc holds its own: a forwarding
+/// server (the echo bot, an SFU) can pass on no more than its own way onward carries, and what
+/// it cannot pass on would wait in its queue. The pacer sends at that rate too.
 struct PublishedEstimate {
     inner: Gcc,
+    reports: Arc<std::sync::Mutex<ReceptionReports>>,
     published: Arc<AtomicU64>,
 }
 
 impl PublishedEstimate {
+    /// What the media may use: the estimate, under the other side's limit.
+    fn media_rate(&self) -> f64 {
+        let limit = self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).max_bitrate_bps;
+        let estimate = self.inner.target_bitrate();
+        limit.map_or(estimate, |limit| estimate.min(limit.max(MIN_ESTIMATE_BPS)))
+    }
+
     fn publish(&self) {
-        self.published.store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+        self.published.store(self.media_rate().to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -438,7 +488,7 @@ impl BandwidthEstimator for PublishedEstimate {
     }
 
     fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
+        self.media_rate()
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -575,6 +625,7 @@ impl Peer {
             // the transport-wide feedback each take the slot the chain keeps for them.
             let estimator = PublishedEstimate {
                 inner: Gcc::new(INITIAL_ESTIMATE_BPS, MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS),
+                reports: reports.clone(),
                 published: estimate.clone(),
             };
             registry = configure_congestion_control(registry, estimator, CongestionFeedback::Twcc, &mut media)
@@ -789,6 +840,14 @@ impl Peer {
     /// Asks the other side for a key frame: what we received does not decode.
     pub async fn request_keyframe(&self) {
         self.remote_video.request_keyframe().await;
+    }
+
+    /// Tells the other side the most it should send us, bit/s (a REMB about its video): what a
+    /// forwarder can pass on. A Calldock peer holds its estimate under the latest it received
+    /// ([`ReceptionReports::max_bitrate_bps`]). Nothing happens before the other side's video
+    /// arrives.
+    pub async fn limit_incoming(&self, bits_per_second: f64) {
+        self.remote_video.limit(bits_per_second).await;
     }
 
     pub async fn stats(&self) -> PeerStats {

@@ -1,6 +1,6 @@
 //! What the other side says about the media we send: the reception report blocks of the RTCP it
-//! sends back, and its requests for a video key frame (PLI, FIR), read by an interceptor that
-//! only observes.
+//! sends back, its requests for a video key frame (PLI, FIR) and the most it wants to receive
+//! (REMB), read by an interceptor that only observes.
 //!
 //! webrtc 0.21's own statistics cannot give this: the remote-inbound entry is filled by a
 //! handler that nothing calls (rtc 0.21.1, `process_read_rtcp_for_stats`), so it stays at zero,
@@ -14,6 +14,7 @@ use std::time::Instant;
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -30,6 +31,10 @@ pub struct ReceptionReports {
     pub fraction_lost: f64,
     /// Picture loss indications and full intra requests about a stream we send, so far.
     pub keyframe_requests: u64,
+    /// The most the other side wants to receive of our streams, bit/s: its latest receiver
+    /// estimated maximum bitrate (REMB). An SFU (or the echo bot) that forwards our media sends
+    /// one to keep us within what it can pass on; `None` until one arrives.
+    pub max_bitrate_bps: Option<f64>,
 }
 
 /// The interceptor: passes every packet on unchanged and notes the report blocks about the
@@ -72,6 +77,17 @@ impl ReceptionReportReader {
     }
 }
 
+impl ReceptionReportReader {
+    /// A REMB counts when it names one of our streams. A bitrate that is not a finite positive
+    /// number (the wire format allows any mantissa and exponent) lifts no limit and sets none.
+    fn note_max_bitrate(&self, remb: &ReceiverEstimatedMaximumBitrate) {
+        let bitrate = f64::from(remb.bitrate);
+        if remb.ssrcs.iter().any(|ssrc| self.local_ssrcs.contains(ssrc)) && bitrate.is_finite() && bitrate > 0.0 {
+            self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).max_bitrate_bps = Some(bitrate);
+        }
+    }
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceptionReportReader {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -89,6 +105,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceptionReportReader {
                     self.note(&sr.reports);
                 } else if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
                     self.note_keyframe_request(pli.media_ssrc);
+                } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                    self.note_max_bitrate(remb);
                 } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>()
                     && let Some(entry) = fir.fir.iter().find(|e| self.local_ssrcs.contains(&e.ssrc))
                 {
@@ -162,7 +180,10 @@ mod tests {
         // libwebrtc, sending too, reports inside its sender report.
         let sr = SenderReport { ssrc: THEIRS, reports: vec![block(OURS, 64)], ..Default::default() };
         arrives(&mut reader, vec![Box::new(sr)]);
-        assert_eq!(*latest.lock().unwrap(), ReceptionReports { count: 2, fraction_lost: 0.25, keyframe_requests: 0 });
+        assert_eq!(
+            *latest.lock().unwrap(),
+            ReceptionReports { count: 2, fraction_lost: 0.25, ..ReceptionReports::default() }
+        );
     }
 
     #[test]
@@ -190,5 +211,24 @@ mod tests {
         // About a stream that is not ours: not for us to act on.
         arrives(&mut reader, vec![Box::new(PictureLossIndication { sender_ssrc: THEIRS, media_ssrc: THEIRS })]);
         assert_eq!(latest.lock().unwrap().keyframe_requests, 2);
+    }
+
+    #[test]
+    fn the_latest_remb_about_our_stream_is_the_most_the_other_side_wants() {
+        let (mut reader, latest) = reader();
+        let remb = |bitrate: f32, ssrcs: Vec<u32>| -> Vec<Box<dyn rtc::rtcp::Packet>> {
+            vec![Box::new(ReceiverEstimatedMaximumBitrate { sender_ssrc: THEIRS, bitrate, ssrcs })]
+        };
+        arrives(&mut reader, remb(300_000.0, vec![THEIRS]));
+        assert_eq!(latest.lock().unwrap().max_bitrate_bps, None, "about a stream that is not ours");
+        arrives(&mut reader, remb(300_000.0, vec![THEIRS, OURS]));
+        assert_eq!(latest.lock().unwrap().max_bitrate_bps, Some(300_000.0));
+        arrives(&mut reader, remb(800_000.0, vec![OURS]));
+        assert_eq!(latest.lock().unwrap().max_bitrate_bps, Some(800_000.0), "the latest counts, higher too");
+        // Nonsense from the wire changes nothing.
+        for bitrate in [0.0, -5.0, f32::INFINITY, f32::NAN] {
+            arrives(&mut reader, remb(bitrate, vec![OURS]));
+        }
+        assert_eq!(latest.lock().unwrap().max_bitrate_bps, Some(800_000.0));
     }
 }

@@ -234,11 +234,8 @@ async fn garbage_datagrams_do_not_disturb_a_call() {
     bob.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn video_crosses_a_real_peer_connection_and_key_frames_are_asked_for() {
-    use calldock_video::test_pattern::{counter, pattern};
-    use calldock_video::{EncoderSettings, Vp8Decoder, Vp8Encoder};
-
+/// Alice and Bob in a video call on loopback, connected; their event channels (to keep open).
+async fn connected_video_peers() -> (Peer, mpsc::Receiver<PeerEvent>, Peer, mpsc::Receiver<PeerEvent>) {
     let settings = PeerSettings { video: true, ..PeerSettings::loopback() };
     let (alice, mut alice_events) = Peer::new(&settings).await.unwrap();
     let (bob, mut bob_events) = Peer::new(&settings).await.unwrap();
@@ -246,6 +243,15 @@ async fn video_crosses_a_real_peer_connection_and_key_frames_are_asked_for() {
         connect(&alice, &mut alice_events, &bob, &mut bob_events, false, Duration::from_secs(10), &mut Vec::new())
             .await;
     assert_eq!((a, b), (Some(PeerEvent::Connected), Some(PeerEvent::Connected)));
+    (alice, alice_events, bob, bob_events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_crosses_a_real_peer_connection_and_key_frames_are_asked_for() {
+    use calldock_video::test_pattern::{counter, pattern};
+    use calldock_video::{EncoderSettings, Vp8Decoder, Vp8Encoder};
+
+    let (alice, _alice_events, bob, mut bob_events) = connected_video_peers().await;
 
     // Alice sends two seconds of 640×480 at 30 frames a second, paced in real time.
     let sender = tokio::spawn(async move {
@@ -299,4 +305,70 @@ async fn video_crosses_a_real_peer_connection_and_key_frames_are_asked_for() {
     assert!(stats.bytes_received > 100_000, "two seconds of video: {stats:?}");
     alice.close().await;
     bob.close().await;
+}
+
+/// A forwarder's limit (REMB) holds the sender's estimate under it, and a later, higher one
+/// lets it go back up: the echo bot keeps a caller within what it can send back this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receivers_bitrate_limit_holds_the_senders_estimate_under_it() {
+    use calldock_video::test_pattern::pattern;
+    use calldock_video::{EncoderSettings, Vp8Encoder};
+
+    let (alice, _alice_events, bob, mut bob_events) = connected_video_peers().await;
+    let alice = std::sync::Arc::new(alice);
+    let sending = alice.clone();
+    let sender = tokio::spawn(async move {
+        let mut encoder = Vp8Encoder::new(EncoderSettings::default());
+        let mut ticker = tokio::time::interval(Duration::from_millis(33));
+        for index in 0..240 {
+            ticker.tick().await;
+            if let Some(frame) = encoder.encode(&pattern(640, 480, index)).unwrap() {
+                sending.send_video(Bytes::from(frame.data), Duration::from_millis(33)).await.unwrap();
+            }
+        }
+    });
+    // Bob's events must be drained for the call to go on; his limits go out once Alice's video
+    // has arrived (before that he has no stream to name).
+    let drain = tokio::spawn(async move {
+        while let Some(event) = bob_events.recv().await {
+            if matches!(event, PeerEvent::Video(_)) {
+                break;
+            }
+        }
+        (bob, bob_events)
+    });
+    let (bob, mut bob_events) = drain.await.unwrap();
+    let drain = tokio::spawn(async move { while bob_events.recv().await.is_some() {} });
+
+    let before = alice.send_estimate_bps().expect("a video call has an estimate");
+    assert!(before > 300_000.0, "the estimate starts above the limit to come: {before}");
+    bob.limit_incoming(200_000.0).await;
+    let estimate_within = |limit: f64, above: bool| {
+        let alice = alice.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                let estimate = alice.send_estimate_bps().unwrap_or(0.0);
+                if (above && estimate > limit) || (!above && estimate <= limit) || Instant::now() > deadline {
+                    return estimate;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let held = estimate_within(200_000.0, false).await;
+    assert!(held <= 200_000.0, "the estimate stays under Bob's limit: {held}");
+    assert_eq!(alice.stats().await.remote.max_bitrate_bps, Some(200_000.0));
+
+    bob.limit_incoming(5_000_000.0).await;
+    let freed = estimate_within(200_000.0, true).await;
+    assert!(freed > 200_000.0, "a higher limit lets the estimate back up: {freed}");
+    assert_eq!(alice.stats().await.remote.max_bitrate_bps, Some(5_000_000.0));
+
+    sender.await.unwrap();
+    drain.abort();
+    bob.close().await;
+    if let Ok(alice) = std::sync::Arc::try_unwrap(alice) {
+        alice.close().await;
+    }
 }

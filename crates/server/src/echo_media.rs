@@ -1,14 +1,26 @@
 //! The echo bot's media: for each call the bot is in, a webrtc peer that answers the caller's
 //! offer and sends every received Opus packet and, in a video call, every VP8 frame straight
 //! back — the classic echo test, with no decoding on the server. Key frame requests pass through
-//! too: when the caller asks the bot for one, the bot asks the caller. Signaling it produces goes back through the actor as the bot's own
-//! requests, so it takes the same path as any client's.
+//! too: when the caller asks the bot for one, the bot asks the caller. Like an SFU, the bot tells
+//! the caller the most to send it (REMB): a little under what its own estimate says the way back
+//! carries, so what comes in can go straight out instead of waiting in its pacer. Signaling it
+//! produces goes back through the actor as the bot's own requests, so it takes the same path as
+//! any client's.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use calldock_peer::{Candidate, Peer, PeerEvent, PeerSettings, Signal};
 use calldock_protocol::{CallId, ClientMessage, SdpKind, ServerMessage};
 use tokio::sync::mpsc;
+
+/// The share of its estimate of the way back the bot lets the caller send it: the rest is the
+/// pacer's room to drain a key frame or an encoder's overshoot before the next frame comes.
+const FORWARDING_SHARE: f64 = 0.9;
+
+/// How often the bot tells the caller its limit: often enough that the caller follows a
+/// narrowing way back within a second (a PLI-sized RTCP packet each time).
+const LIMIT_INTERVAL: Duration = Duration::from_millis(500);
 
 enum ToEcho {
     Signal(Signal),
@@ -96,8 +108,15 @@ async fn run(
     };
     // The RTP timestamp of the last video frame echoed, to send the next one as far after it.
     let mut last_video: Option<u32> = None;
+    let mut limit_tick = tokio::time::interval(LIMIT_INTERVAL);
+    limit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = limit_tick.tick(), if last_video.is_some() => {
+                if let Some(estimate) = peer.send_estimate_bps() {
+                    peer.limit_incoming(estimate * FORWARDING_SHARE).await;
+                }
+            }
             message = inbox.recv() => match message {
                 None | Some(ToEcho::Stop) => break,
                 Some(ToEcho::Signal(signal)) => match peer.handle_signal(signal).await {

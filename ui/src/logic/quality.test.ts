@@ -80,6 +80,7 @@ describe("path and popover", () => {
       undecodable_frames: 0,
       camera_off: false,
       estimate_kbps: 900,
+      limit_kbps: null,
       target_kbps: 700,
       paused_for_bandwidth: false,
     };
