@@ -458,7 +458,7 @@ fn configure_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
 }
 
 /// Google Congestion Control, with its estimate published where the media session reads it
-/// (the estimate is the one part of rtc's congestion loop the application supplies), and held
+/// (the estimator is the one part of rtc's congestion loop the application supplies), and held
 /// under the most the other side says it wants (REMB), as libwebrtc holds its own: a forwarding
 /// server (the echo bot, an SFU) can pass on no more than its own way onward carries, and what
 /// it cannot pass on would wait in its queue. The pacer sends at that rate too.
