@@ -18,18 +18,20 @@ use calldock_protocol::FailureKind;
 use reception_reports::ReceptionReportReader;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
-    BandwidthEstimator, EstimatorStats, Gcc, NackGeneratorBuilder, NackResponderBuilder, PacketReport, Slot,
+    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, NackGeneratorBuilder, NackResponderBuilder,
+    PacketReport, Slot, TwccReceiverBuilder, TwccSenderBuilder,
 };
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    CongestionFeedback, configure_congestion_control, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_rtcp_reports, configure_simulcast_extension_headers,
 };
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind, TYPE_RTCP_FB_NACK,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind, TYPE_RTCP_FB_NACK, TYPE_RTCP_FB_TRANSPORT_CC,
 };
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use webrtc::media_stream::track_local::TrackLocal;
@@ -43,6 +45,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+mod audio_first_pacer;
 mod reception_reports;
 mod vp8_frames;
 pub use reception_reports::ReceptionReports;
@@ -457,6 +460,33 @@ fn configure_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
 }
 
+/// rtc's `configure_congestion_control` with transport-wide feedback, and with Calldock's pacer
+/// in the pacer's slot: audio first ([`audio_first_pacer`]).
+fn configure_congestion_control(
+    registry: Registry,
+    estimator: PublishedEstimate,
+    media: &mut MediaEngine,
+) -> Result<Registry, PeerError> {
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        media.register_feedback(
+            RTCPFeedback { typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(), parameter: String::new() },
+            kind,
+        );
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned() },
+                kind,
+                None,
+            )
+            .map_err(webrtc_error)?;
+    }
+    Ok(registry
+        .with(Slot::CongestionControl, CongestionControlBuilder::new(estimator).build())
+        .with(Slot::Pacer, audio_first_pacer::AudioFirstPacer::new())
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()))
+}
+
 /// Google Congestion Control, with its estimate published where the media session reads it
 /// (the estimator is the one part of rtc's congestion loop the application supplies), and held
 /// under the most the other side says it wants (REMB), as libwebrtc holds its own: a forwarding
@@ -628,8 +658,7 @@ impl Peer {
                 reports: reports.clone(),
                 published: estimate.clone(),
             };
-            registry = configure_congestion_control(registry, estimator, CongestionFeedback::Twcc, &mut media)
-                .map_err(webrtc_error)?;
+            registry = configure_congestion_control(registry, estimator, &mut media)?;
             // rtc's defaults less the transport-wide feedback receiver, which congestion
             // control has just installed (a second one only replaces it, with a warning).
             registry = configure_nack(registry, &mut media);
