@@ -45,7 +45,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-mod audio_first_pacer;
+mod priority_pacer;
 mod reception_reports;
 mod vp8_frames;
 pub use reception_reports::ReceptionReports;
@@ -461,7 +461,7 @@ fn configure_nack(registry: Registry, media: &mut MediaEngine) -> Registry {
 }
 
 /// rtc's `configure_congestion_control` with transport-wide feedback, and with Calldock's pacer
-/// in the pacer's slot: audio first ([`audio_first_pacer`]).
+/// in the pacer's slot: audio first, then retransmissions, then video ([`priority_pacer`]).
 fn configure_congestion_control(
     registry: Registry,
     estimator: PublishedEstimate,
@@ -482,7 +482,7 @@ fn configure_congestion_control(
     }
     Ok(registry
         .with(Slot::CongestionControl, CongestionControlBuilder::new(estimator).build())
-        .with(Slot::Pacer, audio_first_pacer::AudioFirstPacer::new())
+        .with(Slot::Pacer, priority_pacer::PriorityPacer::new())
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()))
 }

@@ -1,15 +1,15 @@
-//! The pacer of a video call: packets leave at the congestion controller's rate, audio first.
+//! The pacer of a video call: packets leave at the congestion controller's rate, audio first,
+//! then retransmissions, then new video, as libwebrtc's pacer orders them.
 //!
 //! rtc's own pacer (`PacerInterceptor`) keeps one queue for every RTP packet. A key frame on a
-//! narrow path is many packets (20 KB is half a second at 300 kbit/s), and retransmissions join
-//! the same queue: the audio packets sent meanwhile waited behind all of them, and the other
-//! side's jitter buffer ran dry. libwebrtc's pacer sends audio before retransmissions and video;
-//! this one does the same for audio. Audio still spends the budget, so video yields the rate it
-//! takes. It uses rtc's leaky bucket ([`Pacer`]) and follows the estimate the way rtc's pacer
+//! narrow path is many packets (20 KB is half a second at 300 kbit/s): the audio packets sent
+//! meanwhile waited behind all of them, and the other side's jitter buffer ran dry; a
+//! retransmission waited too, and came after the receiver had given its frame up. Audio and
+//! retransmissions still spend the budget, so new video yields the rate they take. It uses rtc's leaky bucket ([`Pacer`]) and follows the estimate the way rtc's pacer
 //! does: from the `TargetBitrateChanged` attribute that the congestion controller puts on the
 //! feedback packet it read.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, PACER_DEFAULT_BITRATE, Pacer, Packet, StreamInfo, TaggedPacket};
@@ -22,12 +22,17 @@ use rtc::shared::marshal::MarshalSize;
 const VIDEO_QUEUE_LIMIT: usize = 4096;
 const AUDIO_QUEUE_LIMIT: usize = 50;
 
-pub(crate) struct AudioFirstPacer {
+pub(crate) struct PriorityPacer {
     bucket: Pacer,
     audio_ssrcs: HashSet<u32>,
+    /// Streams that carry only retransmissions (RTX, RFC 4588).
+    rtx_ssrcs: HashSet<u32>,
+    /// The newest sequence number queued per stream: a packet not newer is a retransmission
+    /// sent on the stream itself (no RTX negotiated).
+    newest: HashMap<u32, u16>,
     audio: VecDeque<TaggedPacket>,
-    /// Video, and its retransmissions, in the order they came.
-    other: VecDeque<TaggedPacket>,
+    retransmissions: VecDeque<TaggedPacket>,
+    video: VecDeque<TaggedPacket>,
     /// Packets the budget has released, waiting to join the belt.
     released: VecDeque<TaggedPacket>,
     /// RTCP, which is not paced: feedback is only useful while it is fresh.
@@ -35,13 +40,16 @@ pub(crate) struct AudioFirstPacer {
     read_queue: VecDeque<TaggedPacket>,
 }
 
-impl AudioFirstPacer {
+impl PriorityPacer {
     pub(crate) fn new() -> Self {
         Self {
             bucket: Pacer::new(PACER_DEFAULT_BITRATE),
             audio_ssrcs: HashSet::new(),
+            rtx_ssrcs: HashSet::new(),
+            newest: HashMap::new(),
             audio: VecDeque::new(),
-            other: VecDeque::new(),
+            retransmissions: VecDeque::new(),
+            video: VecDeque::new(),
             released: VecDeque::new(),
             unpaced: VecDeque::new(),
             read_queue: VecDeque::new(),
@@ -55,13 +63,17 @@ impl AudioFirstPacer {
         }
     }
 
-    /// The packet that goes next: audio before anything else.
-    fn head(&self) -> Option<&TaggedPacket> {
-        self.audio.front().or_else(|| self.other.front())
+    /// The packet that goes next: audio, then retransmissions, then video.
+    fn next(&self) -> Option<&TaggedPacket> {
+        [&self.audio, &self.retransmissions, &self.video].into_iter().find_map(VecDeque::front)
+    }
+
+    fn pop_next(&mut self) -> Option<TaggedPacket> {
+        [&mut self.audio, &mut self.retransmissions, &mut self.video].into_iter().find_map(VecDeque::pop_front)
     }
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for AudioFirstPacer {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -89,13 +101,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AudioFirstPacer {
             self.unpaced.push_back(msg);
             return Ok(());
         };
-        let ssrc = rtp.header.ssrc;
+        let (ssrc, sequence_number) = (rtp.header.ssrc, rtp.header.sequence_number);
         // Current at enqueue time, so that poll_timeout never answers with a deadline in the past.
         self.bucket.refill(msg.now);
         let (queue, limit) = if self.audio_ssrcs.contains(&ssrc) {
             (&mut self.audio, AUDIO_QUEUE_LIMIT)
+        } else if self.rtx_ssrcs.contains(&ssrc)
+            || self.newest.get(&ssrc).is_some_and(|&newest| (sequence_number.wrapping_sub(newest) as i16) <= 0)
+        {
+            (&mut self.retransmissions, VIDEO_QUEUE_LIMIT)
         } else {
-            (&mut self.other, VIDEO_QUEUE_LIMIT)
+            self.newest.insert(ssrc, sequence_number);
+            (&mut self.video, VIDEO_QUEUE_LIMIT)
         };
         // Refuse the newcomer rather than evict an older packet: a hole in the middle of what
         // is queued would cost the receiver more than one at the end.
@@ -111,13 +128,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AudioFirstPacer {
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
         self.bucket.refill(now);
-        while let Some(head) = self.head() {
-            let bits = Self::bits_of(head);
+        while let Some(next) = self.next() {
+            let bits = Self::bits_of(next);
             if !self.bucket.can_release(bits) {
                 break;
             }
-            let queue = if self.audio.is_empty() { &mut self.other } else { &mut self.audio };
-            let Some(mut packet) = queue.pop_front() else { break };
+            let Some(mut packet) = self.pop_next() else { break };
             self.bucket.consume(bits);
             // It leaves now: the send history wire-ward must see the release instant, or this
             // wait would be charged to the network.
@@ -128,20 +144,25 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AudioFirstPacer {
     }
 
     fn poll_timeout(&mut self) -> Option<Self::Time> {
-        let head = self.head()?;
-        self.bucket.releasable_at(Self::bits_of(head))
+        let bits = Self::bits_of(self.next()?);
+        self.bucket.releasable_at(bits)
     }
 }
 
-impl Interceptor for AudioFirstPacer {
+impl Interceptor for PriorityPacer {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         if info.mime_type.to_ascii_lowercase().starts_with("audio/") {
             self.audio_ssrcs.insert(info.ssrc);
         }
+        self.rtx_ssrcs.extend(info.ssrc_rtx);
     }
 
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.audio_ssrcs.remove(&info.ssrc);
+        self.newest.remove(&info.ssrc);
+        if let Some(rtx) = info.ssrc_rtx {
+            self.rtx_ssrcs.remove(&rtx);
+        }
     }
 
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -180,10 +201,16 @@ mod tests {
         pacer.bind_local_stream(&info(VIDEO, "video/VP8"));
     }
 
+    /// When the audio packet, the retransmission and the key frame's last packet left.
+    struct Departures {
+        audio: Duration,
+        retransmission: Duration,
+        last_video: Duration,
+    }
+
     /// Runs the pacer on simulated time: a 20 KB key frame (17 packets of 1200 bytes) at 0 ms,
-    /// then a 20 ms audio packet at 1 ms. Returns when the audio packet left, and when the key
-    /// frame's last packet did.
-    fn audio_and_last_video_departures(mut pacer: impl Interceptor) -> (Duration, Duration) {
+    /// then at 1 ms a 20 ms audio packet and a retransmission of the packet sent before the frame.
+    fn departures(mut pacer: impl Interceptor) -> Departures {
         bind(&mut pacer);
         let start = Instant::now();
         // Spend the starting burst so that the bucket paces from here on, as mid-call.
@@ -193,23 +220,32 @@ mod tests {
         for seq in 1..=17 {
             pacer.handle_write(rtp(start, VIDEO, seq, 1200)).ok();
         }
-        pacer.handle_write(rtp(start + Duration::from_millis(1), AUDIO, 0, 80)).ok();
-        let (mut audio_left, mut video_left) = (None, None);
-        let mut now = start + Duration::from_millis(1);
-        while audio_left.is_none() || video_left.is_none() {
+        let later = start + Duration::from_millis(1);
+        pacer.handle_write(rtp(later, AUDIO, 0, 80)).ok();
+        pacer.handle_write(rtp(later, VIDEO, 0, 1500)).ok();
+        let (mut audio, mut retransmission, mut last_video) = (None, None, None);
+        let mut now = later;
+        let mut video_seen = 0;
+        while audio.is_none() || retransmission.is_none() || last_video.is_none() {
             pacer.handle_timeout(now).ok();
             while let Some(out) = pacer.poll_write() {
                 let Packet::Rtp(packet) = &out.message.packet else { continue };
                 match (packet.header.ssrc, packet.header.sequence_number) {
-                    (AUDIO, _) => audio_left = Some(now - start),
-                    (VIDEO, 17) => video_left = Some(now - start),
+                    (AUDIO, _) => audio = Some(now - start),
+                    (VIDEO, 0) => retransmission = Some(now - start),
+                    (VIDEO, _) => {
+                        video_seen += 1;
+                        if video_seen == 17 {
+                            last_video = Some(now - start);
+                        }
+                    }
                     _ => {}
                 }
             }
             now = pacer.poll_timeout().unwrap_or(now + Duration::from_millis(1)).max(now + Duration::from_micros(100));
             assert!(now - start < Duration::from_secs(5), "the pacer stalled");
         }
-        (audio_left.unwrap(), video_left.unwrap())
+        Departures { audio: audio.unwrap(), retransmission: retransmission.unwrap(), last_video: last_video.unwrap() }
     }
 
     fn at(pacer: &mut impl Interceptor, bps: f64) {
@@ -224,25 +260,42 @@ mod tests {
     }
 
     #[test]
-    fn audio_does_not_wait_behind_a_key_frame() {
-        let mut ours = AudioFirstPacer::new();
+    fn audio_and_retransmissions_do_not_wait_behind_a_key_frame() {
+        let mut ours = PriorityPacer::new();
         at(&mut ours, 300_000.0);
-        let (audio, video) = audio_and_last_video_departures(ours);
-        // rtc's pacer, for comparison: the audio leaves after the whole key frame.
+        let ours = departures(ours);
+        // rtc's pacer, for comparison: both leave after the whole key frame.
         let mut theirs = PacerBuilder::new().build();
         at(&mut theirs, 300_000.0);
-        let (their_audio, their_video) = audio_and_last_video_departures(theirs);
-        println!("at 300 kbit/s after a 20 KB key frame: audio left after {audio:?} (rtc's pacer: {their_audio:?})");
-        assert!(audio < Duration::from_millis(10), "audio goes first: {audio:?}");
-        assert!(their_audio > Duration::from_millis(400), "rtc's pacer queues it behind the frame: {their_audio:?}");
-        // The frame is still paced at the rate, the audio's bits taken from it: 17 × 1212 bytes
-        // of RTP at 300 kbit/s is about 550 ms.
-        assert!(video > Duration::from_millis(450) && video < their_video + Duration::from_millis(20), "{video:?}");
+        let theirs = departures(theirs);
+        println!(
+            "at 300 kbit/s after a 20 KB key frame: audio left after {:?}, the retransmission after {:?} \
+             (rtc's pacer: {:?}, {:?})",
+            ours.audio, ours.retransmission, theirs.audio, theirs.retransmission
+        );
+        assert!(ours.audio < Duration::from_millis(10), "audio goes first: {:?}", ours.audio);
+        assert!(ours.retransmission >= ours.audio, "audio goes before a retransmission");
+        assert!(ours.retransmission < Duration::from_millis(60), "then the retransmission: {:?}", ours.retransmission);
+        assert!(
+            theirs.audio > Duration::from_millis(400),
+            "rtc's pacer queues audio behind the frame: {:?}",
+            theirs.audio
+        );
+        assert!(
+            theirs.retransmission > Duration::from_millis(400),
+            "and the retransmission: {:?}",
+            theirs.retransmission
+        );
+        // The frame is still paced at the rate, the others' bits taken from it: everything has
+        // left when it would have with rtc's pacer (about 530 ms for 19 packets), not sooner.
+        let theirs_done = theirs.last_video.max(theirs.audio).max(theirs.retransmission);
+        assert!(ours.last_video > theirs_done - Duration::from_millis(20), "{:?}", ours.last_video);
+        assert!(ours.last_video < theirs_done + Duration::from_millis(20), "{:?}", ours.last_video);
     }
 
     #[test]
     fn rtcp_is_not_paced_and_a_full_queue_refuses_newcomers() {
-        let mut pacer = AudioFirstPacer::new();
+        let mut pacer = PriorityPacer::new();
         bind(&mut pacer);
         at(&mut pacer, 30_000.0);
         let now = Instant::now();
