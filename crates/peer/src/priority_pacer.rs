@@ -5,9 +5,10 @@
 //! narrow path is many packets (20 KB is half a second at 300 kbit/s): the audio packets sent
 //! meanwhile waited behind all of them, and the other side's jitter buffer ran dry; a
 //! retransmission waited too, and came after the receiver had given its frame up. Audio and
-//! retransmissions still spend the budget, so new video yields the rate they take. It uses rtc's leaky bucket ([`Pacer`]) and follows the estimate the way rtc's pacer
-//! does: from the `TargetBitrateChanged` attribute that the congestion controller puts on the
-//! feedback packet it read.
+//! retransmissions still spend the budget, so new video yields the rate they take. It uses
+//! rtc's leaky bucket ([`Pacer`]) and follows the estimate the way rtc's pacer does: from the
+//! `TargetBitrateChanged` attribute that the congestion controller puts on the feedback packet
+//! it read.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
