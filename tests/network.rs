@@ -624,6 +624,27 @@ fn a_video_call_fits_a_narrow_path_and_stops_video_on_a_too_narrow_one() {
         let _ = alice.child.kill();
         alice.finish(Duration::from_secs(10))
     };
+    // The audio heard while video shared the 450 kbit/s path (connected to narrowed): what share
+    // of it the jitter buffer had to conceal, and how much it held. Audio goes before video in
+    // the pacers on both ends (crates/peer priority_pacer.rs): measured 12–16 % concealed and a
+    // buffer of at most 120–180 ms; with rtc's one-queue pacer 22–31 % and 420–460 ms.
+    let shared: Vec<&Value> = lines
+        .iter()
+        .filter(|(at, v)| *at > connected && *at < narrowed && is_event(v, "stats"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(shared.len() >= 3, "stats while video shared the path:\n{stderr}");
+    let concealed = |s: &Value| s["concealed_samples"].as_f64().unwrap_or(0.0);
+    let heard = (shared.len() - 1) as f64 * 48_000.0;
+    let buffered: Vec<f64> = shared.iter().filter_map(|s| s["jitter_buffer_delay_ms"].as_f64()).collect();
+    let most = buffered.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "audio beside video at 450 kbit/s: {:.1} % concealed over {} s, jitter buffer {:.0} ms on average, {most:.0} at most",
+        100.0 * (concealed(shared[shared.len() - 1]) - concealed(shared[0])) / heard,
+        shared.len() - 1,
+        buffered.iter().sum::<f64>() / buffered.len() as f64,
+    );
+    assert!(most <= 300.0, "audio waited behind video: the jitter buffer grew to {most} ms");
     // Audio went on throughout: every second of the narrow stretch received audio.
     let narrow: Vec<&Value> =
         lines.iter().filter(|(at, v)| *at > paused && *at < widened && is_event(v, "stats")).map(|(_, v)| v).collect();
