@@ -1,5 +1,7 @@
 //! `cargo bench --bench desktop`: the desktop app beside headless Chromium rendering the same UI
-//! build (issue 5's benchmark). Printed side by side, from runs taken alternately in one go:
+//! build (issue 5's benchmark), and beside WebKitGTK on its own rendering it too (what the web
+//! host costs before any of the app's code). Printed side by side, from runs taken alternately
+//! in one go:
 //!
 //! - start to interactive: from asking the WebDriver server for a session (which launches the
 //!   app, or Chromium and then loads the page) until the first-run form is on screen;
@@ -8,11 +10,12 @@
 //!   screen and during an echo test call.
 //!
 //! The app runs for real: the built-in server, the engine, a real echo call with a WAV file as
-//! the microphone. Chromium runs the UI with the shell faked in the page (ui/e2e/harness.ts, the
-//! UI end-to-end tests' mock), so its "call" is only the UI of one: the comparison is in
-//! Chromium's favour.
+//! the microphone. Chromium and WebKitGTK alone run the UI with the shell faked in the page
+//! (ui/e2e/harness.ts, the UI end-to-end tests' mock), so their "call" is only the UI of one: the
+//! comparison is in their favour.
 //!
-//! Needs: Xvfb, dbus, WebKitWebDriver (webkit2gtk-driver), chromedriver (chromium-driver),
+//! Needs: Xvfb, dbus, WebKitWebDriver (webkit2gtk-driver), MiniBrowser (libwebkit2gtk-4.1-0),
+//! chromedriver (chromium-driver),
 //! tauri-driver (scripts/setup-desktop-driver), and the UI built with its node_modules
 //! (scripts/test-ui).
 
@@ -35,6 +38,8 @@ const SETTLE: Duration = Duration::from_secs(3);
 const IN_CALL: Duration = Duration::from_secs(5);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
+const MINIBROWSER: &str = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
 
 #[derive(Debug, Clone)]
 struct Sample {
@@ -204,11 +209,7 @@ async fn run_chromium(pages: &PageServer, gpu: Gpu) -> Sample {
     let mut command = Command::new(CHROMEDRIVER);
     command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
     let driver = Group::spawn(command).expect("chromedriver starts (Debian package chromium-driver)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver does not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_listening(port, "chromedriver");
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "chrome".into());
     caps.insert(
@@ -233,29 +234,76 @@ async fn run_chromium(pages: &PageServer, gpu: Gpu) -> Sample {
             .collect::<Vec<_>>()
     };
     let driver_pid = driver.id();
-    let (idle, in_call) = drive(
-        &client,
-        || pss_by_process(&browser(driver_pid)),
-        async |client: &Client| {
-            // The faked shell's call: connected, and stats every second as the engine sends them.
-            client
-                .execute(
-                    "const m = window.__mock; \
-                     m.emit('call', { type: 'state_changed', call_id: 'out-1', state: 'connected' }); \
-                     setInterval(() => m.emit('call-stats', { call_id: 'out-1', stats: { rtt_ms: 2, jitter_ms: 0.5, \
-                       loss_percent: 0, send_kbps: 33, receive_kbps: 32, codec: 'opus', local_candidate: 'host', \
-                       remote_candidate: 'host', audio_level_dbfs: -28, jitter_buffer_delay_ms: 20, \
-                       concealed_samples: 0, sent_loss_percent: 0, fec_percent: 0, mos: 4.4, \
-                       quality: 'excellent' } }), 1000);",
-                    vec![],
-                )
-                .await
-                .expect("the faked shell takes events");
-        },
-    )
-    .await;
+    let (idle, in_call) = drive(&client, || pss_by_process(&browser(driver_pid)), faked_call).await;
     let _ = client.close().await;
     drop(driver);
+    Sample::new(interactive_ms, &idle, in_call)
+}
+
+/// Waits for a WebDriver server started on `port`: a session asked for earlier fails.
+fn wait_until_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} does not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The faked shell's call: connected, and stats every second as the engine sends them.
+async fn faked_call(client: &Client) {
+    client
+        .execute(
+            "const m = window.__mock; \
+             m.emit('call', { type: 'state_changed', call_id: 'out-1', state: 'connected' }); \
+             setInterval(() => m.emit('call-stats', { call_id: 'out-1', stats: { rtt_ms: 2, jitter_ms: 0.5, \
+               loss_percent: 0, send_kbps: 33, receive_kbps: 32, codec: 'opus', local_candidate: 'host', \
+               remote_candidate: 'host', audio_level_dbfs: -28, jitter_buffer_delay_ms: 20, \
+               concealed_samples: 0, sent_loss_percent: 0, fec_percent: 0, mos: 4.4, \
+               quality: 'excellent' } }), 1000);",
+            vec![],
+        )
+        .await
+        .expect("the faked shell takes events");
+}
+
+/// WebKitGTK on its own: its MiniBrowser (shipped with libwebkit2gtk-4.1-0) showing the same UI
+/// build as Chromium, with the same faked shell, under the same Xvfb. Set up as the app sets up
+/// its web view (src-tauri/app/web_view.rs: compositing off, JavaScriptCore's interpreter only,
+/// WebGL and the page cache off), so the difference to the app is what the app itself holds:
+/// its code, the engine, the built-in server and the call.
+async fn run_web_host(pages: &PageServer) -> Sample {
+    let home = tempfile::tempdir().unwrap();
+    let display = desktop::xvfb();
+    let bus = desktop::session_bus();
+    let port = desktop::free_port();
+    let mut command = Command::new(WEBKIT_WEBDRIVER);
+    command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    desktop::window_env(&mut command, &display, &bus, home.path());
+    command.env("WEBKIT_DISABLE_COMPOSITING_MODE", "1").env("JSC_useJIT", "0");
+    let driver = Group::spawn(command).expect("WebKitWebDriver starts (Debian package webkit2gtk-driver)");
+    wait_until_listening(port, "WebKitWebDriver");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "webkitgtk:browserOptions".into(),
+        serde_json::json!({
+            "binary": MINIBROWSER,
+            "args": ["--automation", "--enable-webgl=false", "--enable-page-cache=false"],
+        }),
+    );
+    let started = Instant::now();
+    let client = desktop::webdriver_session(&format!("http://127.0.0.1:{port}"), caps).await;
+    client.goto(&format!("http://127.0.0.1:{}/", pages.port)).await.expect("the UI loads");
+    wait_for(&client, Locator::Css("#display-name"), "the first-run form").await;
+    let interactive_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let web_host = || {
+        driver
+            .members()
+            .into_iter()
+            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "WebKitWebDriver"))
+            .collect::<Vec<_>>()
+    };
+    let (idle, in_call) = drive(&client, || pss_by_process(&web_host()), faked_call).await;
+    let _ = client.close().await;
     Sample::new(interactive_ms, &idle, in_call)
 }
 
@@ -296,32 +344,44 @@ async fn main() {
     file.finish().expect("finished");
     let pages = PageServer::start(ui_files(&harness()));
 
-    let (mut app, mut no_gpu, mut soft_gpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut app, mut web_host, mut no_gpu, mut soft_gpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {
         let a = run_app(&mic).await;
         print_run(run, "calldock", &a, "an echo call");
+        let w = run_web_host(&pages).await;
+        print_run(run, "WebKitGTK alone", &w, "a (faked) call");
         let c = run_chromium(&pages, Gpu::Disabled).await;
         print_run(run, "chromium --disable-gpu", &c, "a (faked) call");
         let g = run_chromium(&pages, Gpu::Software).await;
         print_run(run, "chromium software GL", &g, "a (faked) call");
         app.push(a);
+        web_host.push(w);
         no_gpu.push(c);
         soft_gpu.push(g);
     }
 
+    // Ratios to Chromium with --disable-gpu (the two Chromium setups cost the same here).
     let row = |name: &str, unit: &str, pick: &dyn Fn(&Sample) -> f64| {
-        let a = median(app.iter().map(pick).collect());
-        let c = median(no_gpu.iter().map(pick).collect());
-        let g = median(soft_gpu.iter().map(pick).collect());
+        let [a, w, c, g] = [&app, &web_host, &no_gpu, &soft_gpu].map(|runs| median(runs.iter().map(pick).collect()));
         println!(
-            "{name:<28} {a:>8.1} {unit:<3} {c:>8.1} {unit:<3} {:>5.2}×  {g:>8.1} {unit:<3} {:>5.2}×",
+            "{name:<28} {a:>7.1} {unit:<3} {:>5.2}×  {w:>7.1} {unit:<3} {:>5.2}×  {c:>7.1} {unit:<3}  {g:>7.1} {unit:<3}",
             a / c,
-            a / g
+            w / c
         );
     };
-    println!("\nmedians of {RUNS} runs          calldock   chromium --disable-gpu  chromium software GL");
+    println!(
+        "\nmedians of {RUNS} runs              calldock        WebKitGTK alone   chromium --disable-gpu  chromium software GL"
+    );
     row("start to interactive", "ms", &|s| s.interactive_ms);
     row("memory idle (PSS)", "MiB", &|s| mib(s.idle_kib as f64));
     row("memory in an echo call (PSS)", "MiB", &|s| mib(s.in_call_kib as f64));
+    let own = |pick: &dyn Fn(&Sample) -> f64| {
+        median(app.iter().map(pick).collect()) - median(web_host.iter().map(pick).collect())
+    };
+    println!(
+        "the app's own, beyond WebKitGTK alone: {:.1} MiB idle, {:.1} MiB in the call",
+        own(&|s| mib(s.idle_kib as f64)),
+        own(&|s| mib(s.in_call_kib as f64))
+    );
     println!("goal: calldock's memory at most 0.5× Chromium's");
 }

@@ -4,7 +4,7 @@
 
 use calldock_journal::DataPaths;
 use calldock_journal::paths::{LOG_FILE_PREFIX, LOG_FILE_SUFFIX};
-use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -17,6 +17,12 @@ const LOG_FILES_KEPT: usize = 5;
 /// up (calls, media, devices; a few lines per call), and only errors from webrtc, which warns
 /// about routine events.
 const FILE_FILTER: &str = "warn,calldock=info,rtc=error,webrtc=error";
+
+/// Lines the log file's queue holds while its thread writes; more are dropped (and counted), so
+/// that logging never blocks a call path. tracing-appender's default queue holds 128,000 lines and
+/// allocates and touches every slot when it is made: 4 MiB of memory in every `calldock` process
+/// (heaptrack; issue 5's memory benchmark), for a log that writes a few lines per call.
+const LOG_QUEUE_LINES: usize = 4096;
 
 /// Keep it until the program ends: dropping it writes the log file's last lines.
 pub struct LogFile {
@@ -76,5 +82,56 @@ fn open_log_file() -> Result<(NonBlocking, WorkerGuard), String> {
         .max_log_files(LOG_FILES_KEPT)
         .build(&paths.log_dir)
         .map_err(|e| unwritable(&e))?;
-    Ok(tracing_appender::non_blocking(appender))
+    Ok(queued(appender))
+}
+
+/// `writer` behind a bounded queue and a thread of its own.
+fn queued<W: std::io::Write + Send + 'static>(writer: W) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default().buffered_lines_limit(LOG_QUEUE_LINES).lossy(true).finish(writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    /// A writer that takes its first line, then waits until told to go on: a disk that stalls.
+    struct Stalled {
+        first: Option<mpsc::Sender<()>>,
+        go_on: mpsc::Receiver<()>,
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(first) = self.first.take() {
+                let _ = first.send(());
+                let _ = self.go_on.recv();
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_log_file_holds_a_bounded_queue_and_never_blocks_the_logger() {
+        let (first_tx, first_rx) = mpsc::channel();
+        let (go_on_tx, go_on_rx) = mpsc::channel();
+        let (mut writer, guard) = queued(Stalled { first: Some(first_tx), go_on: go_on_rx });
+        let dropped = writer.error_counter();
+        writer.write_all(b"first line\n").unwrap();
+        first_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the log thread takes the first line");
+        // The log thread is stuck in the writer: lines past the queue's bound are dropped, and the
+        // writes return at once instead of waiting for the disk.
+        let extra = 100;
+        for i in 0..LOG_QUEUE_LINES + extra {
+            writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(dropped.dropped_lines(), extra, "the queue holds {LOG_QUEUE_LINES} lines, no more");
+        go_on_tx.send(()).unwrap();
+        drop(guard);
+    }
 }
