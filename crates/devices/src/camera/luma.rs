@@ -1,5 +1,11 @@
 //! A camera's frame, in whatever pixel format it came, turned into its luma plane and, where it
 //! has colour, its 4:2:0 chroma planes (what a video call encodes).
+//!
+//! Everything comes out in BT.601 limited range (luma 16 black to 235 white, chroma 16–240),
+//! which is what YUYV and NV12 cameras send and how the other side's decoder, and the call
+//! dock's own drawing (ui/src/logic/video.ts), read I420. RGB and MJPEG frames are full range
+//! and are mapped: passed through as they were, their blacks and whites would be clipped and
+//! their colours oversaturated on the other side.
 
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::zune_core::bytestream::ZCursor;
@@ -92,22 +98,39 @@ pub(crate) fn subsample(w: usize, h: usize, at: impl Fn(usize, usize) -> (u8, u8
     Chroma { u, v }
 }
 
-/// BT.601 chroma of an RGB pixel, full range as [`bt601`]'s luma (128 is no colour).
+/// BT.601 chroma of an RGB pixel, limited range (16–240, 128 no colour), in integers (×256).
 fn bt601_chroma(r: u8, g: u8, b: u8) -> (u8, u8) {
     let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
-    let u = 128 + ((-43 * r - 85 * g + 128 * b + 128) >> 8);
-    let v = 128 + ((128 * r - 107 * g - 21 * b + 128) >> 8);
-    (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
+    let u = 128 + ((-38 * r - 74 * g + 112 * b + 128) >> 8);
+    let v = 128 + ((112 * r - 94 * g - 18 * b + 128) >> 8);
+    (u.clamp(16, 240) as u8, v.clamp(16, 240) as u8)
 }
 
-/// BT.601 luma of an RGB pixel, in integers (weights ×256: 77, 150, 29).
+/// BT.601 luma of an RGB pixel, limited range (16–235), in integers (weights ×256: 66, 129, 25).
 fn bt601(r: u8, g: u8, b: u8) -> u8 {
-    let weighted = 77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128;
-    u8::try_from(weighted >> 8).unwrap_or(u8::MAX)
+    let weighted = 66 * u32::from(r) + 129 * u32::from(g) + 25 * u32::from(b) + 128;
+    // At most 16 + 219.
+    (16 + (weighted >> 8)) as u8
 }
 
-/// Decodes an MJPEG frame to YCbCr (JPEG's own colour space, full range): luma, and chroma
-/// subsampled to 4:2:0. zune-jpeg supplies the Huffman tables that UVC cameras leave out of
+/// JPEG's full-range luma (0–255) to limited range (16–235), rounded.
+static JPEG_LUMA: [u8; 256] = to_limited_range(219, 16);
+/// JPEG's full-range chroma (0–255, 128 no colour) to limited range (16–240), rounded.
+static JPEG_CHROMA: [u8; 256] = to_limited_range(224, 16);
+
+/// `low + value × span / 255` for every byte value, rounded to nearest.
+const fn to_limited_range(span: u32, low: u32) -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut value = 0;
+    while value < 256 {
+        table[value] = (low + (value as u32 * span + 127) / 255) as u8;
+        value += 1;
+    }
+    table
+}
+
+/// Decodes an MJPEG frame to YCbCr (JPEG's own colour space, full range) and maps it to limited
+/// range: luma, and chroma subsampled to 4:2:0. zune-jpeg supplies the Huffman tables that UVC cameras leave out of
 /// their frames. A grey JPEG has no chroma.
 fn jpeg_planes(data: &[u8]) -> Result<(Resolution, Vec<u8>, Option<Chroma>), String> {
     let undecodable = |e| format!("an MJPEG frame cannot be decoded: {e:?}");
@@ -125,15 +148,16 @@ fn jpeg_planes(data: &[u8]) -> Result<(Resolution, Vec<u8>, Option<Chroma>), Str
     let resolution = Resolution::new(width as u32, height as u32);
     if grey {
         pixels.truncate(width * height);
+        pixels.iter_mut().for_each(|y| *y = JPEG_LUMA[usize::from(*y)]);
         return Ok((resolution, pixels, None));
     }
     if pixels.len() < width * height * 3 {
         return Err("an MJPEG frame decoded short".into());
     }
-    let luma = pixels.chunks_exact(3).take(width * height).map(|p| p[0]).collect();
+    let luma = pixels.chunks_exact(3).take(width * height).map(|p| JPEG_LUMA[usize::from(p[0])]).collect();
     let chroma = subsample(width, height, |x, y| {
         let p = &pixels[(y * width + x) * 3..];
-        (p[1], p[2])
+        (JPEG_CHROMA[usize::from(p[1])], JPEG_CHROMA[usize::from(p[2])])
     });
     Ok((resolution, luma, Some(chroma)))
 }
@@ -165,11 +189,51 @@ mod tests {
 
     #[test]
     fn rgb_and_bgr_weigh_green_most() {
-        let size = Resolution::new(3, 1);
-        let rgb = [255, 0, 0, 0, 255, 0, 255, 255, 255];
-        assert_eq!(planes(PixelFormat::Rgb, size, &rgb).unwrap().1, [77, 149, 255]);
-        let bgr = [0, 0, 255, 0, 255, 0, 255, 255, 255];
-        assert_eq!(planes(PixelFormat::Bgr, size, &bgr).unwrap().1, [77, 149, 255]);
+        let size = Resolution::new(4, 1);
+        let rgb = [255, 0, 0, 0, 255, 0, 255, 255, 255, 0, 0, 0];
+        assert_eq!(planes(PixelFormat::Rgb, size, &rgb).unwrap().1, [82, 144, 235, 16]);
+        let bgr = [0, 0, 255, 0, 255, 0, 255, 255, 255, 0, 0, 0];
+        assert_eq!(planes(PixelFormat::Bgr, size, &bgr).unwrap().1, [82, 144, 235, 16]);
+    }
+
+    /// What the other side shows: limited-range BT.601 back to RGB, as ui/src/logic/video.ts
+    /// draws it (and as VP8 decoders are read).
+    fn shown(y: u8, u: u8, v: u8) -> [u8; 3] {
+        let luma = 298 * (i32::from(y) - 16);
+        let (d, e) = (i32::from(u) - 128, i32::from(v) - 128);
+        [(luma + 409 * e + 128) >> 8, (luma - 100 * d - 208 * e + 128) >> 8, (luma + 516 * d + 128) >> 8]
+            .map(|c| c.clamp(0, 255) as u8)
+    }
+
+    #[test]
+    fn rgb_and_mjpeg_colours_look_the_same_on_the_other_side() {
+        // Black, white, a dark grey, a skin tone, a saturated red and blue: each a 2x2 block.
+        let colours: [[u8; 3]; 6] =
+            [[0, 0, 0], [255, 255, 255], [40, 40, 40], [224, 172, 140], [200, 30, 30], [20, 40, 220]];
+        for colour in colours {
+            let rgb: Vec<u8> = (0..4).flat_map(|_| colour).collect();
+            let (_, luma, chroma) = planes(PixelFormat::Rgb, Resolution::new(2, 2), &rgb).unwrap();
+            let chroma = chroma.unwrap();
+            let back = shown(luma[0], chroma.u[0], chroma.v[0]);
+            let off = back.iter().zip(colour).map(|(a, b)| a.abs_diff(b)).max().unwrap();
+            assert!(off <= 3, "RGB {colour:?} is shown as {back:?}");
+
+            // The same colour through a camera's JPEG (quality 95, so a little is lost).
+            let pixels: Vec<u8> = (0..256).flat_map(|_| colour).collect();
+            let mut jpeg = Vec::new();
+            jpeg_encoder::Encoder::new(&mut jpeg, 95).encode(&pixels, 16, 16, jpeg_encoder::ColorType::Rgb).unwrap();
+            let (_, luma, chroma) = planes(PixelFormat::Mjpeg, Resolution::new(16, 16), &jpeg).unwrap();
+            let chroma = chroma.unwrap();
+            let back = shown(luma[0], chroma.u[0], chroma.v[0]);
+            let off = back.iter().zip(colour).map(|(a, b)| a.abs_diff(b)).max().unwrap();
+            assert!(off <= 6, "MJPEG {colour:?} is shown as {back:?}");
+        }
+        // A grey JPEG's black and white are video black and white too.
+        let grey: Vec<u8> = (0..256).map(|i| if i < 128 { 0 } else { 255 }).collect();
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 95).encode(&grey, 16, 16, jpeg_encoder::ColorType::Luma).unwrap();
+        let (_, luma, _) = planes(PixelFormat::Mjpeg, Resolution::new(16, 16), &jpeg).unwrap();
+        assert!(luma[0].abs_diff(16) <= 2 && luma[255].abs_diff(235) <= 2, "{} {}", luma[0], luma[255]);
     }
 
     #[test]
@@ -182,7 +246,8 @@ mod tests {
         let (size, plane, chroma) = planes(PixelFormat::Mjpeg, Resolution::new(64, 48), &jpeg).unwrap();
         assert_eq!(size, Resolution::new(32, 16));
         assert_eq!(plane.len(), 32 * 16);
-        let worst = plane.iter().zip(&grey).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        // In limited range: 16 + value × 219/255.
+        let worst = plane.iter().zip(&grey).map(|(a, b)| a.abs_diff(JPEG_LUMA[usize::from(*b)])).max().unwrap();
         assert!(worst <= 8, "decoded luma off by {worst}");
         assert_eq!(chroma, None, "a grey JPEG has no colour");
     }
