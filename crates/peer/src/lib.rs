@@ -284,9 +284,7 @@ async fn read_video(track: Arc<dyn TrackRemote>, remote: Arc<RemoteVideo>, event
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let header = &packet.header;
                 for frame in frames.push(header.sequence_number, header.timestamp, header.marker, &packet.payload) {
-                    // VP8's payload header: bit 0 of the first byte clear on a key frame.
-                    let keyframe = frame.data.first().is_some_and(|b| b & 1 == 0);
-                    if (frame.after_loss || first) && !keyframe {
+                    if (frame.after_loss || first) && !frame.is_key_frame() {
                         remote.request_keyframe().await;
                     }
                     first = false;

@@ -27,6 +27,16 @@ pub(crate) struct AssembledFrame {
     pub after_loss: bool,
 }
 
+impl AssembledFrame {
+    /// A VP8 key frame (RFC 6386 §9.1): the frame tag's first bit clear, then the start code
+    /// 9d 01 2a, then the picture's width and height. A frame too short for that, or without the
+    /// start code, is not one, whatever its first bit says.
+    pub fn is_key_frame(&self) -> bool {
+        let d = &self.data;
+        d.len() >= 10 && d[0] & 1 == 0 && d[3..6] == [0x9d, 0x01, 0x2a]
+    }
+}
+
 #[derive(Debug)]
 struct Held {
     timestamp: u32,
@@ -187,6 +197,21 @@ mod tests {
 
     fn push_all(a: &mut FrameAssembler, packets: &[(u16, u32, bool, Bytes)]) -> Vec<AssembledFrame> {
         packets.iter().flat_map(|(s, t, m, p)| a.push(*s, *t, *m, p)).collect()
+    }
+
+    #[test]
+    fn a_key_frame_has_its_start_code_and_size() {
+        let frame =
+            |bytes: &[u8]| AssembledFrame { timestamp: 0, data: Bytes::copy_from_slice(bytes), after_loss: false };
+        // 640x480: a key frame tag, the start code, width and height (14 bits each, little-endian).
+        let key = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0x00];
+        assert!(frame(&key).is_key_frame());
+        // An interframe: its first bit set.
+        assert!(!frame(&[0x51, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]).is_key_frame());
+        // First bit clear, but no start code, or cut short: garbage, not a key frame.
+        assert!(!frame(&[0x50, 0x42, 0x00, 0x00, 0x00, 0x00, 0x80, 0x02, 0xe0, 0x01]).is_key_frame());
+        assert!(!frame(&key[..9]).is_key_frame());
+        assert!(!frame(&[]).is_key_frame());
     }
 
     #[test]
