@@ -130,8 +130,8 @@ const fn to_limited_range(span: u32, low: u32) -> [u8; 256] {
 }
 
 /// Decodes an MJPEG frame to YCbCr (JPEG's own colour space, full range) and maps it to limited
-/// range: luma, and chroma subsampled to 4:2:0. zune-jpeg supplies the Huffman tables that UVC cameras leave out of
-/// their frames. A grey JPEG has no chroma.
+/// range: luma, and chroma subsampled to 4:2:0. zune-jpeg supplies the Huffman tables that UVC
+/// cameras leave out of their frames. A grey JPEG has no chroma.
 fn jpeg_planes(data: &[u8]) -> Result<(Resolution, Vec<u8>, Option<Chroma>), String> {
     let undecodable = |e| format!("an MJPEG frame cannot be decoded: {e:?}");
     let mut probe = JpegDecoder::new_with_options(ZCursor::new(data), limits());
