@@ -30,7 +30,8 @@ pub(crate) struct AssembledFrame {
 impl AssembledFrame {
     /// A VP8 key frame (RFC 6386 §9.1): the frame tag's first bit clear, then the start code
     /// 9d 01 2a, then the picture's width and height. A frame too short for that, or without the
-    /// start code, is not one, whatever its first bit says.
+    /// start code, is not one, whatever its first bit says. (`calldock_video::is_keyframe` is the
+    /// same test; this crate stays free of the codec.)
     pub fn is_key_frame(&self) -> bool {
         let d = &self.data;
         d.len() >= 10 && d[0] & 1 == 0 && d[3..6] == [0x9d, 0x01, 0x2a]
