@@ -93,6 +93,9 @@ fn speech_crosses_a_call_between_real_devices() {
     );
     alice.wait_for("connected", Duration::from_secs(10));
     bob.wait_for("connected", Duration::from_secs(5));
+    // Speech starts once both sides' PulseAudio streams run: played at "connected", the first
+    // half second correlated at 0.66–0.86 against 0.95–1.0 for the rest.
+    std::thread::sleep(Duration::from_secs(1));
     let mut players = [pulse.play("alice_mic", &alice_says), pulse.play("bob_mic", &bob_says)];
     let (alice_code, alice_log) = alice.finish(Duration::from_secs(15));
     let (bob_code, bob_log) = bob.finish(Duration::from_secs(10));
@@ -126,7 +129,12 @@ fn speech_crosses_a_call_between_real_devices() {
             std::fs::write(format!("{dir}/{who}-ear.raw"), bytes(&heard)).unwrap();
         }
         assert!(level_between(&said, 0.0, 60.0) > -40.0, "{who}: nothing was played into the microphone");
-        let (delay, ncc) = calldock_media::analysis::delay_ms(&said, &heard, 48_000, 1000).expect("audio to compare");
+        let (delay, _) = calldock_media::analysis::delay_ms(&said, &heard, 48_000, 1000).expect("audio to compare");
+        // The delay through real devices moves during the call (the jitter buffer adapts,
+        // PulseAudio's latency settles) by up to ~50 ms: each half second is compared at its own
+        // delay, within 100 ms of the whole call's.
+        let ncc =
+            calldock_media::analysis::drifting_ncc(&said, &heard, 48_000, delay, 500, 100).expect("speech to compare");
         let mouth_to_ear = delay + ear_late_ms;
         println!("{who}: ncc {ncc:.3}, mouth-to-ear {mouth_to_ear:.0} ms through real devices");
         assert!(ncc >= 0.8, "{who}: ncc {ncc}");
