@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use support::{Running, ServerProcess, calldock, speak};
 
+/// The video calls here encode and decode 640x480 at 30 fps in real time and check the frame
+/// rate: one at a time, so that on a 2-core machine they do not starve each other (overlapping
+/// in a whole test run, one fell to 24 fps in its last second, under the 25 it checks).
+static ONE_VIDEO_CALL_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_video_call_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_VIDEO_CALL_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Starts `calldock answer …` and waits until it says it is ready.
 fn answerer(server: &ServerProcess, args: &[&str]) -> (Running, std::thread::JoinHandle<Vec<String>>) {
     let mut child = calldock()
@@ -268,6 +277,7 @@ fn echo_test_returns_the_callers_speech() {
 #[test]
 fn video_echo_test_returns_the_callers_pictures() {
     use calldock_video::test_pattern::{counter, pattern};
+    let _alone = one_video_call_at_a_time();
     let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
     let dir = tempfile::tempdir().unwrap();
     let camera = support::pattern_y4m(dir.path(), "camera.y4m", 60);
@@ -339,6 +349,7 @@ fn video_echo_test_returns_the_callers_pictures() {
 #[test]
 fn a_video_call_switches_cameras_mid_call_and_keeps_its_camera_when_the_new_one_fails() {
     use calldock_video::test_pattern::counter;
+    let _alone = one_video_call_at_a_time();
     let server = ServerProcess::start(&["--media-bind", "127.0.0.1:0"]);
     let dir = tempfile::tempdir().unwrap();
     let first = support::numbered_y4m(dir.path(), "first.y4m", 0..60);
